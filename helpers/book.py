@@ -134,7 +134,8 @@ def execute(job: Job, env: Mapping[str, str] | None = None, timeout: int | None 
     try:
         pm.execute_notebook(str(job.notebook), str(tmp), parameters=job.params or None, kernel_name="python3",
                             cwd=str(job.notebook.parent), progress_bar=False, execution_timeout=timeout)
-        nb = strip_volatile(nbformat.read(tmp, as_version=4), drop_injected=not job.params)
+        # a notebook written back in place keeps no injected cell: its parameters cell (BOOK_PROFILE) stays in charge
+        nb = strip_volatile(nbformat.read(tmp, as_version=4), drop_injected=job.in_place or not job.params)
         nbformat.write(nb, job.output)
     finally:
         if tmp.exists():
@@ -163,7 +164,8 @@ def collect(rows: Iterable[tuple[str, Mapping[str, Any], Path]]) -> list[dict[st
         data = load_metrics(path)
         for key, value in flatten(data.get("metrics", {})).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                record[key] = value
+                # summarise() tells metrics from parameters by the '/': a top-level metric gets a 'metrics/' prefix
+                record[key if "/" in key else f"metrics/{key}"] = value
         for claim in data.get("claims", []):
             if isinstance(claim.get("ours"), (int, float)) and not isinstance(claim.get("ours"), bool):
                 record[f"claim/{claim['id']}"] = claim["ours"]

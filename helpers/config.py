@@ -211,7 +211,7 @@ def validate(
         if name not in rules:
             allowed = ", ".join(STANDARD_PARAMETERS + tuple(rules))
             problems.append(f"unknown parameter {name!r}: this notebook's parameters are {allowed}")
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         problems.append(f"profile={profile!r}: allowed values are {', '.join(repr(p) for p in PROFILES)}")
     if dataset not in datasets:
         problems.append(f"dataset={dataset!r}: allowed values are {', '.join(repr(d) for d in datasets)}")
@@ -307,21 +307,25 @@ def _assigned_names(source: str) -> set[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
-    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    names = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    # annotated parameters (`seed: int = 0`), which papermill also reads as parameters
+    return names | {node.target.id for node in tree.body
+                    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
 
 
 def is_headless() -> bool:
-    """True under papermill, nbval, make book or a plain script: no live widgets, plain-text progress."""
-    if os.environ.get("BOOK_HEADLESS") == "1":
+    """True unless a person is looking: no live widgets and plain-text progress under papermill, nbval, make book.
+
+    A kernel started by a Jupyter server (JupyterLab, Notebook) carries JPY_SESSION_NAME; papermill, nbclient and
+    nbval start theirs without it. BOOK_HEADLESS=1 or 0 overrides the guess (0 e.g. for other front ends).
+    """
+    forced = os.environ.get("BOOK_HEADLESS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if not in_notebook_kernel() or "JPY_SESSION_NAME" not in os.environ:
         return True
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return True
-    shell = get_ipython()
-    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
-        return True
-    return any(str(src).lstrip().startswith("# Parameters") for src in shell.user_ns.get("In", []))
+    from IPython import get_ipython
+    return any(str(src).lstrip().startswith("# Parameters") for src in get_ipython().user_ns.get("In", []))
 
 
 def in_notebook_kernel() -> bool:

@@ -38,9 +38,12 @@ def init_world(device: torch.device) -> World:
     """Join the process group when launched by torchrun (nccl on CUDA, gloo on CPU); a 1-process world otherwise."""
     if not launched_by_torchrun():
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":  # NCCL collectives (barrier) use the current device: make it this rank's GPU
+        torch.cuda.set_device(device.index if device.index is not None else local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def broadcast_state(modules: Iterable[torch.nn.Module], world: World) -> None:

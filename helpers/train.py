@@ -208,31 +208,39 @@ def train(spec: TrainSpec, device: torch.device | str = "cpu", retrain: bool = F
     broadcast_state(nets.values(), world)
 
     all_params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+    # the phases switch requires_grad per optimiser; parameters frozen by build() stay frozen, and every flag is
+    # restored at the end (a trained model then looks like a model loaded from the cache)
+    flags = [(p, p.requires_grad) for params in all_params.values() for p in params]
+    frozen = {id(p) for p, trainable in flags if not trainable}
     record_every = spec.record_every or max(1, spec.steps // 1000)
     began = time.perf_counter()
     bar = Progress(spec.steps, spec.name, start=start, enabled=progress and world.is_main)
     for net in nets.values():
         net.train()
-    for step in range(start, spec.steps):
-        torch.manual_seed(step_seed(spec.seed, step, world.rank))
-        indices = batch_indices(step, len(spec.data), spec.batch_size, spec.seed, world) if spec.data else []
-        batch = to_device(fetch(spec.data, indices), device, spec.channels_last)
-        logs: dict[str, float] = {}
-        for phase in spec.phases:
-            if step % phase.every:
-                continue
-            logs.update(_run_phase(phase, nets, optimizers[phase.optimizer], all_params, batch, step, precision,
-                                   device, world))
-        if spec.after_step is not None:
-            spec.after_step(nets, step)
-        if step % record_every == 0 or step + 1 == spec.steps:
-            history["step"].append(float(step))
-            for name, value in logs.items():
-                history.setdefault(name, []).append(value)
-        bar.update(step + 1, logs)
-        done = step + 1 == spec.steps
-        if done or (step + 1) % spec.checkpoint_every == 0:
-            _save(path, spec, key, step + 1, done, nets, optimizers, history, world)
+    try:
+        for step in range(start, spec.steps):
+            torch.manual_seed(step_seed(spec.seed, step, world.rank))
+            indices = batch_indices(step, len(spec.data), spec.batch_size, spec.seed, world) if spec.data else []
+            batch = to_device(fetch(spec.data, indices), device, spec.channels_last)
+            logs: dict[str, float] = {}
+            for phase in spec.phases:
+                if step % phase.every:
+                    continue
+                logs.update(_run_phase(phase, nets, optimizers[phase.optimizer], all_params, frozen, batch, step,
+                                       precision, device, world))
+            if spec.after_step is not None:
+                spec.after_step(nets, step)
+            if step % record_every == 0 or step + 1 == spec.steps:
+                history["step"].append(float(step))
+                for name, value in logs.items():
+                    history.setdefault(name, []).append(value)
+            bar.update(step + 1, logs)
+            done = step + 1 == spec.steps
+            if done or (step + 1) % spec.checkpoint_every == 0:
+                _save(path, spec, key, step + 1, done, nets, optimizers, history, world)
+    finally:
+        for p, trainable in flags:
+            p.requires_grad_(trainable)
     bar.close()
     if start >= spec.steps:
         _save(path, spec, key, spec.steps, True, nets, optimizers, history, world)
@@ -241,11 +249,12 @@ def train(spec: TrainSpec, device: torch.device | str = "cpu", retrain: bool = F
     return Trained(nets, history, spec.steps, path, False, time.perf_counter() - began, precision)
 
 
-def _run_phase(phase: Phase, nets, optimizer, all_params, batch, step, precision, device, world) -> dict[str, float]:
+def _run_phase(phase: Phase, nets, optimizer, all_params, frozen, batch, step, precision, device,
+               world) -> dict[str, float]:
     mine = {id(p) for p in all_params[phase.optimizer]}
     for params in all_params.values():
         for p in params:
-            p.requires_grad_(id(p) in mine)
+            p.requires_grad_(id(p) in mine and id(p) not in frozen)
     optimizer.zero_grad(set_to_none=True)
     with autocast(precision, device):
         loss, logs = phase.loss(nets, batch, step)

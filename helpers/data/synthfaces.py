@@ -1,0 +1,622 @@
+"""SynthFaces: procedurally rendered faces with exact ground truth, generated on the fly and deterministic per seed.
+
+Each face is drawn in a canonical frontal frame as smooth signed-distance shapes on the pixel grid (antialiased
+coverage, one pixel wide edges): canonical albedo, part labels (HELEN ids, ``helpers.data.labels.HELEN_CLASSES``),
+depth (unsup3d's convention, values around 1, smaller = nearer) and opacity. It is then lit and turned to its view by
+the differentiable renderer ``helpers.render.render`` (Lambertian shading from the depth's normals, ray-marched
+view warp with exact occlusion), and composited over a smooth random background (label 0).
+
+Conventions
+-----------
+* Canonical coordinates x (image right) and y (image down) in [-1, 1]; the face looks at the camera.
+* Left/right are the *subject's*: ``left_eye`` / ``left_brow`` lie on the image right in the canonical frontal view.
+* Beard and moustache are darker albedo on the skin (their pixels stay ``skin``); eyeglass frames are an occluder
+  painted over whatever part lies beneath, which keeps its label (HELEN has no eyeglasses class); their pixels are
+  returned as ``eyeglasses_mask``. Ears and neck are drawn as ``skin``.
+* ``view`` = (yaw, pitch, roll in radians, tx, ty, tz) as in ``helpers.render.View``; ``light`` = ``ds.light_names``
+  (ambient, diffuse, direction towards the light x, y, z in the canonical camera frame, colour r, g, b).
+
+Randomness: face i of a dataset with seed s draws all its numbers from ``torch.Generator`` seeded by a SplitMix64
+hash of (s, i), before any batching, so ``ds[i]`` equals row k of ``ds.batch([..., i, ...])`` whatever the batch.
+
+Correlations (shared latent factors; attributes are thresholds of the factors, see ``ATTRIBUTE_RULES``)
+-------------------------------------------------------------------------------------------------------
+| latent             | raises                                                        | lowers                   |
+| ------------------ | ------------------------------------------------------------- | ------------------------ |
+| sex (z ~ N(0,1))   | beard, moustache, brow thickness, jaw width, nose width,      | lipstick, makeup, hair   |
+|                    | baldness and receding hairline (with age)                     | length, brow arch, lips  |
+| age (uniform)      | gray hair, baldness (men), receding hairline, eye bags,       | Young                    |
+|                    | eyeglasses                                                    |                          |
+| makeup (m ~ N(0,1) | lipstick, eye shadow (Heavy_Makeup), blush (Rosy_Cheeks)      |                          |
+|   - 1.2 z)         |                                                               |                          |
+| smile              | mouth opening, cheek raise (High_Cheekbones)                  | Narrow_Eyes (opens eyes  |
+|                    |                                                               | less when smiling: none) |
+| skin tone          | hair darkness, brown irises                                   | Pale_Skin, Blond_Hair    |
+So Male correlates with Mustache/No_Beard-negative/Bald and against Wearing_Lipstick, Heavy_Makeup and long hair;
+Young against Gray_Hair, Bald and Bags_Under_Eyes; Smiling with Mouth_Slightly_Open and High_Cheekbones.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from helpers.data.labels import HELEN_CLASSES, HELEN_ID
+from helpers.render import pixel_coords, render
+
+Tensor = torch.Tensor
+HALF_FOV_TAN = math.tan(math.radians(10.0) / 2)  # world units per normalised image unit at depth 1
+HEAD_CENTRE_DEPTH = 1.0
+
+FACTOR_NAMES: tuple[str, ...] = (
+    "sex", "age", "makeup", "skin_tone", "face_width", "jaw_width", "chin_length", "cheekbones",
+    "hair_length", "hair_volume", "bangs", "hair_parting", "hair_darkness", "hair_redness", "hair_gray", "baldness",
+    "hairline", "brow_height", "brow_thickness", "brow_arch", "eye_size", "eye_openness", "eye_spacing", "iris_hue",
+    "nose_length", "nose_width", "nose_relief", "nose_pointiness", "mouth_width", "lip_thickness", "smile",
+    "mouth_open", "lipstick", "eye_shadow", "blush", "beard", "beard_coverage", "moustache", "eyeglasses", "eye_bags",
+)
+VIEW_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll", "tx", "ty", "tz")
+LIGHT_NAMES: tuple[str, ...] = ("ambient", "diffuse", "dir_x", "dir_y", "dir_z", "colour_r", "colour_g", "colour_b")
+
+# attribute name -> (factor, comparison, threshold) or a callable on the factor dict; CelebA names where they mean
+# the same thing. Hair colour attributes are exclusive, as in CelebA's annotation.
+ATTRIBUTE_RULES: dict[str, object] = {
+    "Male": ("sex", ">", 0.5),
+    "Young": ("age", "<", 0.5),
+    "Smiling": ("smile", ">", 0.55),
+    "Mouth_Slightly_Open": ("mouth_open", ">", 0.4),
+    "Eyeglasses": ("eyeglasses", ">", 0.5),
+    "Bangs": lambda f: (f["bangs"] > 0.5) & (f["baldness"] <= 0.5),
+    "Black_Hair": lambda f: _hair_class(f) == 0,
+    "Brown_Hair": lambda f: _hair_class(f) == 1,
+    "Blond_Hair": lambda f: _hair_class(f) == 2,
+    "Gray_Hair": lambda f: _hair_class(f) == 3,
+    "Big_Nose": lambda f: (f["nose_width"] + f["nose_length"]) > 1.3,
+    "Pointy_Nose": ("nose_pointiness", ">", 0.65),
+    "Narrow_Eyes": ("eye_openness", "<", 0.3),
+    "Bushy_Eyebrows": ("brow_thickness", ">", 0.7),
+    "Arched_Eyebrows": ("brow_arch", ">", 0.6),
+    "Wearing_Lipstick": ("lipstick", ">", 0.5),
+    "Pale_Skin": ("skin_tone", "<", 0.12),
+    "Mustache": ("moustache", ">", 0.5),
+    "No_Beard": lambda f: f["beard"] <= 0.5,
+    "Goatee": lambda f: (f["beard"] > 0.5) & (f["beard_coverage"] < 0.35),
+    "Big_Lips": ("lip_thickness", ">", 0.7),
+    "Bald": ("baldness", ">", 0.5),
+    "Receding_Hairline": lambda f: (f["hairline"] > 0.6) & (f["baldness"] <= 0.5) & (f["bangs"] <= 0.5),
+    "Heavy_Makeup": ("eye_shadow", ">", 0.5),
+    "Rosy_Cheeks": ("blush", ">", 0.5),
+    "High_Cheekbones": ("cheekbones", ">", 0.6),
+    "Bags_Under_Eyes": ("eye_bags", ">", 0.5),
+    "Oval_Face": lambda f: (f["jaw_width"] < 0.4) & (f["chin_length"] > 0.5),
+    "Chubby": ("face_width", ">", 0.8),
+}
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(ATTRIBUTE_RULES)
+
+
+def _hair_class(f: dict[str, Tensor]) -> Tensor:
+    """0 black, 1 brown, 2 blond, 3 gray, 4 red/auburn, 5 none (bald) from the hair factors."""
+    dark = f["hair_darkness"]
+    cls = torch.where(dark > 0.72, 0, torch.where(dark > 0.35, 1, 2))
+    cls = torch.where(f["hair_redness"] > 0.5, 4, cls)
+    cls = torch.where(f["hair_gray"] > 0.5, 3, cls)
+    return torch.where(f["baldness"] > 0.5, 5, cls)
+
+
+def _splitmix64(x: int) -> int:
+    """One round of SplitMix64 (a well-mixed 64-bit hash)."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+def face_seed(seed: int, index: int) -> int:
+    """The generator seed of face `index` of a dataset with seed `seed`."""
+    return _splitmix64(_splitmix64(seed) ^ index) & 0x7FFFFFFFFFFFFFFF
+
+
+N_UNIFORM, N_NORMAL = 64, 48
+
+
+def draw_numbers(seed: int, indices: list[int]) -> tuple[Tensor, Tensor]:
+    """Per-face uniforms [B,64] and normals [B,48] (float64), each row from its own (seed, index) generator."""
+    u = torch.empty(len(indices), N_UNIFORM, dtype=torch.float64)
+    n = torch.empty(len(indices), N_NORMAL, dtype=torch.float64)
+    g = torch.Generator()
+    for row, index in enumerate(indices):
+        g.manual_seed(face_seed(seed, int(index)))
+        u[row] = torch.rand(N_UNIFORM, generator=g, dtype=torch.float64)
+        n[row] = torch.randn(N_NORMAL, generator=g, dtype=torch.float64)
+    return u, n
+
+
+class _Draws:
+    """Hands out the columns of the per-face random numbers in a fixed order."""
+
+    def __init__(self, u: Tensor, n: Tensor):
+        self._u, self._n, self._iu, self._in = u, n, 0, 0
+
+    def u(self, lo: float = 0.0, hi: float = 1.0) -> Tensor:
+        self._iu += 1
+        return lo + (hi - lo) * self._u[:, self._iu - 1]
+
+    def n(self) -> Tensor:
+        self._in += 1
+        return self._n[:, self._in - 1]
+
+
+def sample_factors(r: _Draws) -> dict[str, Tensor]:
+    """Continuous factors in [0, 1] (float64 [B] each) from the shared latents; see the module's correlation table."""
+    sig = torch.sigmoid
+    z = r.n()  # latent sex
+    age = r.u() ** 1.4
+    m = r.n() - 1.2 * z  # latent makeup
+    f: dict[str, Tensor] = {"sex": sig(2.5 * z), "age": age, "makeup": sig(m)}
+    f["skin_tone"] = r.u() ** 1.2
+    f["face_width"] = sig(0.9 * r.n() + 0.3 * z)
+    f["jaw_width"] = sig(r.n() + 1.2 * z)
+    f["chin_length"] = r.u()
+    f["smile"] = sig(1.8 * r.n() - 0.1)
+    f["cheekbones"] = sig(r.n() + 3.0 * (f["smile"] - 0.5) - 0.3 * z)
+    f["hair_length"] = sig(1.2 * r.n() - 2.0 * z)
+    f["hair_volume"] = r.u()
+    f["bangs"] = sig(1.5 * r.n() - 1.0 - 0.5 * z)
+    f["hair_parting"] = r.u()
+    f["hair_darkness"] = sig(1.5 * r.n() + 4.0 * (f["skin_tone"] - 0.3))
+    f["hair_redness"] = sig(1.5 * r.n() - 4.0 + 2.0 * (0.5 - f["skin_tone"]))
+    f["hair_gray"] = sig(8.0 * (age - 0.72) + r.n())
+    f["baldness"] = sig(2.5 * z + 7.0 * (age - 0.65) + r.n() - 4.0)
+    f["hairline"] = sig(1.5 * z + 3.0 * (age - 0.5) + r.n() - 1.0)
+    f["brow_height"] = r.u()
+    f["brow_thickness"] = sig(r.n() + 1.0 * z)
+    f["brow_arch"] = sig(r.n() - 0.8 * z)
+    f["eye_size"] = r.u()
+    f["eye_openness"] = sig(1.2 * r.n() + 0.9)
+    f["eye_spacing"] = r.u()
+    f["iris_hue"] = r.u() * (1 - f["skin_tone"]) ** 2
+    f["nose_length"] = r.u()
+    f["nose_width"] = sig(r.n() + 0.8 * z)
+    f["nose_relief"] = r.u()
+    f["nose_pointiness"] = sig(1.2 * r.n() - 0.5 * z)
+    f["mouth_width"] = r.u()
+    f["lip_thickness"] = sig(r.n() - 0.6 * z + 0.6 * (f["skin_tone"] - 0.4))
+    f["mouth_open"] = sig(r.n() + 3.0 * (f["smile"] - 0.5) - 0.5)
+    f["lipstick"] = sig(1.5 * m - 0.8 + 0.6 * r.n())
+    f["eye_shadow"] = sig(1.5 * m - 1.8 + 0.6 * r.n())
+    f["blush"] = sig(1.2 * m - 1.8 + 0.8 * r.n())
+    f["beard"] = sig(2.5 * z - 2.3 + r.n())
+    f["beard_coverage"] = r.u()
+    f["moustache"] = sig(2.5 * z - 2.3 + r.n() + 2.0 * (f["beard"] > 0.5).double())
+    f["eyeglasses"] = sig(1.5 * r.n() - 2.8 + 2.0 * age)
+    f["eye_bags"] = sig(6.0 * (age - 0.7) + r.n())
+    return f
+
+
+def attributes_from_factors(f: dict[str, Tensor]) -> Tensor:
+    """Binary attributes [B,A] (int64 0/1) in ATTRIBUTE_NAMES order, thresholds of the factors."""
+    cols = []
+    for rule in ATTRIBUTE_RULES.values():
+        if callable(rule):
+            cols.append(rule(f))
+        else:
+            name, op, thr = rule
+            cols.append(f[name] > thr if op == ">" else f[name] < thr)
+    return torch.stack(cols, 1).long()
+
+
+# ---------------------------------------------------------------------------------------------------- colours
+def _lerp_palette(t: Tensor, stops: list[tuple[float, tuple[float, float, float]]]) -> Tensor:
+    """Piecewise-linear colour ramp: t [B] -> [B,3]."""
+    pos = torch.tensor([s[0] for s in stops], dtype=t.dtype)
+    col = torch.tensor([s[1] for s in stops], dtype=t.dtype)
+    i = torch.searchsorted(pos, t.clamp(pos[0], pos[-1]).contiguous(), right=True).clamp(1, len(stops) - 1)
+    w = ((t - pos[i - 1]) / (pos[i] - pos[i - 1])).clamp(0, 1)[:, None]
+    return col[i - 1] * (1 - w) + col[i] * w
+
+
+SKIN = [(0.0, (0.98, 0.84, 0.76)), (0.35, (0.90, 0.68, 0.54)), (0.7, (0.64, 0.43, 0.30)), (1.0, (0.36, 0.23, 0.16))]
+HAIR = [(0.0, (0.92, 0.78, 0.50)), (0.35, (0.62, 0.44, 0.25)), (0.72, (0.28, 0.17, 0.10)), (1.0, (0.07, 0.06, 0.06))]
+IRIS = [(0.0, (0.30, 0.17, 0.08)), (0.35, (0.45, 0.36, 0.16)), (0.6, (0.30, 0.48, 0.30)), (1.0, (0.28, 0.46, 0.72))]
+LIPSTICKS = torch.tensor([[0.75, 0.08, 0.16], [0.85, 0.35, 0.45], [0.50, 0.08, 0.22], [0.90, 0.20, 0.20]])
+
+
+def sample_colours(r: _Draws, f: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Albedo colours [B,3] of the parts, from the factors plus a little independent jitter."""
+    skin = _lerp_palette(f["skin_tone"], SKIN) * (1 + 0.04 * torch.stack([r.n(), r.n(), r.n()], 1)).clamp(0.9, 1.1)
+    hair = _lerp_palette(f["hair_darkness"], HAIR)
+    auburn = torch.tensor([0.62, 0.22, 0.09], dtype=hair.dtype)
+    hair = torch.lerp(hair, auburn.expand_as(hair), (f["hair_redness"] > 0.5).double()[:, None] * 0.85)
+    gray = (0.62 + 0.3 * r.u())[:, None].expand(-1, 3)
+    hair = torch.lerp(hair, gray, ((f["hair_gray"] - 0.3) / 0.4).clamp(0, 1)[:, None])
+    lip_base = skin * torch.tensor([0.88, 0.58, 0.58], dtype=skin.dtype)
+    stick = LIPSTICKS.to(skin.dtype)[(r.u() * len(LIPSTICKS)).long().clamp(max=len(LIPSTICKS) - 1)]
+    lips = torch.lerp(lip_base, stick, ((f["lipstick"] - 0.35) / 0.3).clamp(0, 1)[:, None] * 0.85)
+    shadow = torch.stack([0.45 + 0.3 * r.u(), 0.25 + 0.2 * r.u(), 0.35 + 0.3 * r.u()], 1)
+    frame = (0.04 + 0.3 * r.u() ** 2)[:, None] * torch.stack([1 + 0.3 * r.u(), torch.ones_like(skin[:, 0]),
+                                                               1 - 0.3 * r.u()], 1)
+    bg1 = 0.15 + 0.75 * torch.stack([r.u(), r.u(), r.u()], 1)
+    bg2 = 0.15 + 0.75 * torch.stack([r.u(), r.u(), r.u()], 1)
+    grey = torch.lerp(bg1, bg1.mean(1, keepdim=True).expand_as(bg1), r.u()[:, None] * 0.7)
+    return {"skin": skin.clamp(0, 1), "hair": hair, "iris": _lerp_palette(f["iris_hue"], IRIS), "lips": lips,
+            "shadow": shadow, "frame": frame, "bg1": grey, "bg2": bg2}
+
+
+def sample_view(r: _Draws, pose_range: tuple[float, float, float]) -> Tensor:
+    """View vectors [B,6]: yaw, pitch uniform in +-range, roll a clipped normal, small translation."""
+    yaw = math.radians(pose_range[0]) * r.u(-1, 1)
+    pitch = math.radians(pose_range[1]) * r.u(-1, 1)
+    roll = math.radians(pose_range[2]) * (0.5 * r.n()).clamp(-1, 1)
+    tx, ty, tz = 0.006 * r.u(-1, 1), 0.006 * r.u(-1, 1), 0.03 * r.u(-1, 1)
+    return torch.stack([yaw, pitch, roll, tx, ty, tz], 1)
+
+
+def sample_light(r: _Draws) -> Tensor:
+    """Light vectors [B,8]: ambient, diffuse, unit direction towards the light (canonical frame), colour."""
+    ambient = r.u(0.3, 0.6)
+    diffuse = r.u(0.45, 0.8)
+    direction = F.normalize(torch.stack([r.u(-0.9, 0.9), r.u(-0.8, 0.4), -torch.ones_like(ambient)], 1), dim=1)
+    warm = 0.08 * r.n().clamp(-2, 2)
+    colour = torch.stack([1 + warm, torch.ones_like(warm), 1 - warm], 1)
+    colour = colour / colour.amax(1, keepdim=True)
+    return torch.cat([ambient[:, None], diffuse[:, None], direction, colour], 1)
+
+
+# ---------------------------------------------------------------------------------------------------- shapes
+def _cov(d: Tensor, px: float) -> Tensor:
+    """Antialiased coverage of a signed distance (negative inside), one pixel wide ramp."""
+    return (0.5 - d / px).clamp(0, 1)
+
+
+def _ellipse(x: Tensor, y: Tensor, cx, cy, rx, ry) -> Tensor:
+    """Approximate signed distance to an axis-aligned ellipse (first-order, exact on the boundary)."""
+    dx, dy = (x - cx) / rx, (y - cy) / ry
+    r = torch.sqrt(dx * dx + dy * dy + 1e-12)
+    grad = torch.sqrt((dx / rx) ** 2 + (dy / ry) ** 2 + 1e-12)
+    return (r - 1) * r / grad
+
+
+def _band(x: Tensor, y: Tensor, y_top: Tensor, y_bottom: Tensor, half_width) -> Tensor:
+    """Signed distance-like value of the region y_top < y < y_bottom, |x| < half_width."""
+    return torch.maximum(torch.maximum(y_top - y, y - y_bottom), x.abs() - half_width)
+
+
+def _smoothstep(e0, e1, v: Tensor) -> Tensor:
+    t = ((v - e0) / (e1 - e0)).clamp(0, 1)
+    return t * t * (3 - 2 * t)
+
+
+class _Canvas:
+    """Painter's-order compositing of albedo, labels and depth on the canonical grid."""
+
+    def __init__(self, albedo: Tensor, depth: Tensor, b: int, h: int, w: int):
+        self.albedo, self.depth = albedo, depth
+        self.labels = torch.zeros(b, h, w, dtype=torch.long)
+        self.alpha = torch.zeros(b, 1, h, w)
+
+    def paint(self, cov: Tensor, colour: Tensor | None = None, label: int | None = None, depth: Tensor | None = None,
+              solid: bool = False) -> None:
+        """Paint coverage cov [B,1,H,W] with a colour [B,3,1,1] or [B,3,H,W], a label and/or a surface depth."""
+        if colour is not None:
+            self.albedo = torch.lerp(self.albedo, colour.expand_as(self.albedo), cov)
+        if label is not None:
+            self.labels = torch.where(cov[:, 0] > 0.5, label, self.labels)
+        if depth is not None:
+            self.depth = torch.lerp(self.depth, depth.expand_as(self.depth), cov)
+        if solid:
+            self.alpha = 1 - (1 - self.alpha) * (1 - cov)
+
+
+def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) -> dict[str, Tensor]:
+    """Canonical albedo [B,3,H,W], depth [B,1,H,W], labels [B,H,W], opacity [B,1,H,W], eyeglasses [B,1,H,W]."""
+    b = len(f["sex"])
+    P = {k: v.float().view(b, 1, 1, 1) for k, v in f.items()}
+    C = {k: v.float().view(b, 3, 1, 1) for k, v in c.items()}
+    jitter = {k: r.u(-1, 1).float().view(b, 1, 1, 1) for k in ("gaze_x", "gaze_y", "tilt", "strand", "frame_shape")}
+    u, v = pixel_coords(res, res)
+    x, y = u.view(1, 1, 1, res), v.view(1, 1, res, 1)
+    px = 2.0 / res
+    tw = HALF_FOV_TAN
+    zc = HEAD_CENTRE_DEPTH
+    ID = HELEN_ID
+
+    # --- head geometry (normalised units; depth in world units)
+    fw = 0.47 + 0.10 * (P["face_width"] - 0.5)
+    ft = 0.66 * torch.ones_like(fw)
+    fb = 0.60 + 0.10 * (P["chin_length"] - 0.5)
+    fcy = 0.02
+    jaw = 0.42 - 0.30 * (P["jaw_width"] - 0.5)
+    yy = y - fcy
+    lower = (yy / fb).clamp(0, 1)
+    wy = fw * (1 - jaw * lower ** 2 * (0.6 + 0.4 * lower))
+    hy = torch.where(yy > 0, fb, ft)
+    dface = _ellipse(x, yy, 0.0, 0.0, wy, hy)
+    rf2 = (x / wy) ** 2 + (yy / hy) ** 2
+    rz = 0.95 * fw * tw
+    face_depth = zc - rz * torch.sqrt((1 - rf2).clamp(min=0) + 1e-4)
+
+    vol = 0.04 + 0.12 * P["hair_volume"]
+    hw, hh = fw + 0.05 + vol, ft + 0.02 + vol
+    hcy = fcy - 0.06
+    length_y = -0.05 + 1.25 * P["hair_length"]  # where the hair ends below
+    hyc = torch.minimum(y - hcy, torch.zeros_like(y))  # ellipsoid above hcy, a column below (long hair)
+    widen = 1 + 0.25 * ((y - hcy).clamp(min=0) * P["hair_length"])
+    d_hair_back = torch.maximum(_ellipse(x / widen, hyc, 0.0, 0.0, hw, hh) * widen, y - length_y)
+    bald = P["baldness"]
+    fringe = torch.maximum(torch.maximum(d_hair_back, -0.1 - y), torch.maximum(y - 0.2, x.abs() - fw - 0.05))
+    d_hair_back = torch.where(bald > 0.5, fringe, d_hair_back)  # bald: a fringe above the ears only
+    rh2 = (x / (hw * widen)) ** 2 + (hyc / hh) ** 2
+    hair_depth = zc - 0.8 * hw * tw * torch.sqrt((1 - rh2).clamp(min=0) + 1e-3)
+
+    base_depth = zc + 0.02 * torch.ones(b, 1, res, res)
+    canvas = _Canvas(torch.lerp(C["hair"], C["skin"], (bald > 0.5).float()).expand(b, 3, res, res).clone(),
+                     base_depth, b, res, res)
+    strands = 1 + 0.10 * torch.sin(70 * torch.atan2(x - 0.3 * (P["hair_parting"] - 0.5), y - hcy + 0.9)
+                                   + 6 * jitter["strand"])
+    hair_tex = (C["hair"] * strands).clamp(0, 1)
+    canvas.paint(_cov(d_hair_back, px), hair_tex * 0.85, ID["hair"], hair_depth, solid=True)
+
+    # neck and ears (skin)
+    nw = 0.48 * fw
+    d_neck = torch.maximum((x.abs() - nw), fcy + 0.3 - y)
+    neck_depth = zc + 0.01 - 0.8 * nw * tw * torch.sqrt((1 - (x / nw) ** 2).clamp(min=0) + 1e-3)
+    canvas.paint(_cov(d_neck, px), C["skin"] * (0.8 - 0.15 * _smoothstep(0.3, 0.6, y) * 0), ID["skin"], neck_depth, solid=True)
+    ear_y = fcy + 0.02
+    d_ears = _ellipse(x.abs(), y, fw + 0.01, ear_y, 0.07, 0.15)
+    canvas.paint(_cov(d_ears, px), C["skin"] * 0.95, ID["skin"], zc - 0.2 * rz + 0 * x, solid=True)
+
+    # face oval
+    cov_face = _cov(dface, px)
+    canvas.paint(cov_face, C["skin"], ID["skin"], face_depth, solid=True)
+    inside = _cov(dface + 0.03, px)  # well inside the face
+
+    # --- features: positions
+    ye = fcy - 0.10 + 0.03 * jitter["tilt"]
+    es = fw * (0.40 + 0.08 * (P["eye_spacing"] - 0.5))
+    erx = 0.095 + 0.03 * (P["eye_size"] - 0.5)
+    ery = erx * (0.28 + 0.32 * P["eye_openness"]) * (1 - 0.25 * (P["smile"] - 0.5).clamp(min=0))
+    yn = ye + 0.27 + 0.08 * (P["nose_length"] - 0.5)
+    ym = yn + 0.08 + 0.5 * (fb + fcy - yn) * 0.55
+    mw = 0.15 + 0.05 * (P["mouth_width"] - 0.5) + 0.02 * P["smile"]
+
+    relief = torch.zeros(b, 1, res, res)
+    # cheekbones / cheeks and chin
+    cheek = torch.exp(-(((x.abs() - 0.55 * fw) / 0.16) ** 2 + ((y - (ye + 0.2)) / 0.14) ** 2))
+    relief -= (0.003 + 0.006 * P["cheekbones"]) * cheek
+    relief -= 0.004 * torch.exp(-((x / 0.14) ** 2 + ((y - (fb + fcy - 0.08)) / 0.08) ** 2))  # chin
+    # brow ridge and eye sockets
+    relief -= 0.005 * torch.exp(-(((x.abs() - es) / 0.16) ** 2 + ((y - (ye - 0.1)) / 0.05) ** 2))
+    socket = torch.exp(-(((x.abs() - es) / (erx * 1.1)) ** 2 + ((y - ye) / 0.075) ** 2))
+    relief += 0.007 * socket
+
+    # nose: a ridge widening to the tip, nostril wings
+    nrange = (yn - ye + 0.02)
+    frac = ((y - (ye - 0.02)) / nrange).clamp(0, 1.2)
+    nwid = 0.065 + 0.035 * (P["nose_width"] - 0.5)
+    width_y = nwid * (0.38 + 0.62 * _smoothstep(0.0, 1.0, frac))
+    point = P["nose_pointiness"]
+    nose_amt = (0.010 + 0.010 * P["nose_relief"]) * (0.7 + 0.3 * point)
+    profile = frac.clamp(0, 1) ** 1.1 * torch.exp(-((y - yn).clamp(min=0) / (0.035 - 0.012 * point)) ** 2)
+    ridge = torch.exp(-(x / (0.45 * width_y + 0.012)) ** 2)
+    tip = torch.exp(-((x / (0.55 * nwid)) ** 2 + ((y - (yn - 0.02)) / (0.05 - 0.015 * point)) ** 2))
+    wings = torch.exp(-(((x.abs() - 0.75 * nwid) / (0.35 * nwid)) ** 2 + ((y - (yn - 0.005)) / 0.03) ** 2))
+    relief -= nose_amt * (profile * ridge + 0.35 * tip) + 0.004 * wings
+    d_nose = torch.maximum(torch.maximum(x.abs() - width_y, (ye + 0.02) - y), y - (yn + 0.01))
+    d_nose = torch.minimum(d_nose, _ellipse(x, y, 0.0, yn - 0.02, nwid * 1.05, 0.045))
+
+    # mouth: a (smiling) centre line, lips above and below, opening between them
+    smile_lift = 0.07 * (P["smile"] - 0.35)
+    line = ym - smile_lift * (x / mw) ** 2
+    prof = torch.sqrt((1 - (x / mw) ** 2).clamp(min=0))
+    opening = 0.055 * (P["mouth_open"] - 0.3).clamp(min=0) * prof
+    up_th = (0.032 + 0.026 * P["lip_thickness"]) * (1 - 0.25 * torch.exp(-(x / 0.03) ** 2)) * (0.3 + 0.7 * prof)
+    lo_th = (0.036 + 0.036 * P["lip_thickness"]) * (0.25 + 0.75 * prof)
+    d_upper = _band(x, y, line - opening / 2 - up_th, line - opening / 2 + 0.004, mw)
+    d_lower = _band(x, y, line + opening / 2 - 0.004, line + opening / 2 + lo_th, mw * 0.97)
+    d_inner = _band(x, y, line - opening / 2, line + opening / 2, mw * 0.92)
+    relief -= 0.006 * torch.exp(-((x / (mw * 1.1)) ** 2 + ((y - ym) / 0.07) ** 2))
+    relief += 0.004 * _cov(d_inner, px)
+    # mouth corners and philtrum shading help at low resolution
+    canvas.depth = canvas.depth + relief * inside
+
+    # --- albedo details on the skin (before parts)
+    skin = C["skin"]
+    blush = torch.exp(-(((x.abs() - 0.55 * fw) / 0.13) ** 2 + ((y - (ye + 0.2)) / 0.1) ** 2))
+    canvas.paint(blush * (0.4 * P["blush"]) * inside, torch.tensor([0.95, 0.45, 0.5]).view(1, 3, 1, 1))
+    bags = torch.exp(-(((x.abs() - es) / (erx * 0.9)) ** 2 + ((y - (ye + ery + 0.035)) / 0.02) ** 2))
+    canvas.paint(bags * (0.35 * P["eye_bags"]), skin * torch.tensor([0.7, 0.6, 0.65]).view(1, 3, 1, 1))
+    shadow = torch.exp(-(((x.abs() - es) / (erx * 1.1)) ** 2 + ((y - (ye - ery - 0.02)) / 0.035) ** 2))
+    canvas.paint(shadow * (0.6 * P["eye_shadow"]), C["shadow"])
+
+    # beard / moustache (darker albedo, label stays skin)
+    stubble = 0.92 + 0.08 * torch.sin(157 * x + 3 * jitter["strand"]) * torch.sin(149 * y + 40 * x * x)
+    beard_col = C["hair"] * 0.8 * stubble
+    full = _smoothstep(yn - 0.02, yn + 0.10, y) * (1 - _smoothstep(0.0, 0.05, (ye + 0.25) - y + x.abs() * 0.3))
+    goatee = torch.exp(-((x / (mw * 0.9)) ** 4)) * _smoothstep(line + 0.02, line + 0.08, y)
+    beard_region = torch.lerp(goatee, torch.maximum(full, goatee), _smoothstep(0.3, 0.4, P["beard_coverage"]))
+    beard_amt = _smoothstep(0.45, 0.6, P["beard"]) * 0.9
+    canvas.paint(_cov(dface, px) * beard_region * beard_amt, beard_col)
+    mous = _band(x, y, line - opening / 2 - up_th - 0.055, line - opening / 2 - up_th + 0.01, mw * 1.1)
+    canvas.paint(_cov(mous, 3 * px) * _smoothstep(0.45, 0.6, P["moustache"]) * 0.9, beard_col)
+
+    # brows
+    for side, label in ((-1, ID["right_brow"]), (1, ID["left_brow"])):  # subject's right = image left
+        cx = side * (es + 0.01)
+        dx = (x - cx) * side  # > 0 towards the temple
+        bhw = erx * 1.35
+        yb = ye - (0.12 + 0.05 * (P["brow_height"] - 0.5)) - 0.02
+        arch_h = 0.01 + 0.05 * P["brow_arch"]
+        yc = yb - arch_h * (1 - ((dx + 0.3 * bhw) / (1.3 * bhw)) ** 2)
+        th = (0.018 + 0.03 * P["brow_thickness"]) * (1 - 0.45 * ((dx / bhw).clamp(0, 1)))
+        d_brow = torch.maximum((y - yc).abs() - th / 2, dx.abs() - bhw)
+        brow_col = torch.lerp(C["hair"], torch.full_like(C["hair"], 0.12), 0.35) * 0.8
+        canvas.paint(_cov(d_brow, px), brow_col, label)
+        canvas.depth = canvas.depth - 0.002 * _cov(d_brow, px)
+
+    # eyes: almond (lids as parabolas), white sclera, iris, dark pupil, lash line
+    for side, label in ((-1, ID["right_eye"]), (1, ID["left_eye"])):
+        cx = side * es
+        dx = (x - cx) * side
+        t = 1 - (dx / erx) ** 2
+        yc_e = ye - 0.015 * (dx / erx) + 0.0 * x
+        y_up = yc_e - ery * t
+        y_lo = yc_e + 0.75 * ery * t
+        d_eye = torch.maximum(torch.maximum(y_up - y, y - y_lo), dx.abs() - erx)
+        cov_eye = _cov(d_eye, px)
+        canvas.paint(cov_eye, torch.tensor([0.92, 0.9, 0.88]).view(1, 3, 1, 1), label)
+        ir = 0.55 * erx
+        ix, iy = cx + 0.25 * erx * jitter["gaze_x"], ye + 0.1 * ery * jitter["gaze_y"]
+        d_iris = _ellipse(x, y, ix, iy, ir, ir)
+        canvas.paint(_cov(d_iris, px) * cov_eye, C["iris"])
+        canvas.paint(_cov(_ellipse(x, y, ix, iy, 0.45 * ir, 0.45 * ir), px) * cov_eye,
+                     torch.full((1, 3, 1, 1), 0.05))
+        lash = torch.maximum((y - (y_up + 0.004)).abs() - (0.006 + 0.006 * P["eye_shadow"]), dx.abs() - erx * 1.05)
+        canvas.paint(_cov(lash, px) * 0.85, torch.full((1, 3, 1, 1), 0.08))
+
+    # nose albedo (slightly redder, dark nostrils)
+    cov_nose = _cov(d_nose, px) * inside
+    canvas.paint(cov_nose, skin * torch.tensor([1.0, 0.95, 0.93]).view(1, 3, 1, 1), ID["nose"])
+    d_nostrils = _ellipse(x.abs(), y, 0.45 * nwid, yn + 0.008, 0.028, 0.013)
+    canvas.paint(_cov(d_nostrils, px) * 0.7 * inside, skin * 0.35)
+
+    # lips and inner mouth (teeth in the upper part when open)
+    canvas.paint(_cov(d_upper, px), C["lips"] * 0.92, ID["upper_lip"])
+    canvas.paint(_cov(d_lower, px), C["lips"], ID["lower_lip"])
+    cov_inner = _cov(d_inner, px)
+    teeth = _cov(_band(x, y, line - opening / 2, line - opening / 2 + 0.45 * opening, mw * 0.7), px)
+    mouth_col = torch.lerp(torch.tensor([0.28, 0.05, 0.07]).view(1, 3, 1, 1).expand(b, 3, res, res),
+                           torch.tensor([0.92, 0.9, 0.84]).view(1, 3, 1, 1).expand(b, 3, res, res), teeth)
+    canvas.paint(cov_inner, mouth_col, ID["inner_mouth"])
+    canvas.paint(_cov((y - line).abs() - 0.004, px) * _cov(x.abs() - mw, px) * 0.6, C["lips"] * 0.45)
+
+    # front hair: cap above the hairline, bangs over the forehead, side locks for long hair
+    part = 0.6 * (P["hair_parting"] - 0.5)
+    hairline = (fcy - ft * (0.55 + 0.35 * P["hairline"] * (P["bangs"] <= 0.5).float())
+                + 0.35 * (x - part).abs() ** 1.6 * (1 + 0.6 * P["hairline"]))
+    bang_y = ye - 0.20 + 0.08 * P["bangs"] - 0.12 * (x - part) * torch.sign(part + 1e-6)
+    hairline = torch.where(P["bangs"] > 0.5, torch.maximum(hairline, bang_y), hairline)
+    d_cap = torch.maximum(y - hairline, _ellipse(x, y, 0.0, hcy, hw - 0.02, hh - 0.02))
+    d_cap = torch.where(bald > 0.5, torch.full_like(d_cap, 1.0), d_cap)
+    locks = torch.maximum(torch.maximum(fw * 0.83 - x.abs(), y - length_y), (ye - 0.1) - y)
+    locks = torch.maximum(locks, 0.0 * x + (0.45 - P["hair_length"]) * 2)  # only long hair
+    d_front = torch.minimum(d_cap, torch.maximum(locks, d_hair_back))
+    cap_depth = torch.minimum(canvas.depth, hair_depth) - 0.004 - 0.012 * P["hair_volume"] * cov_face
+    canvas.paint(_cov(d_front, px), hair_tex, ID["hair"], cap_depth, solid=True)
+
+    # eyeglasses: frame rings around the eyes, bridge, temples; labels unchanged
+    gx, gy = erx * 1.6, 0.075 + 0.02 * jitter["frame_shape"]
+    thick = 0.012 + 0.006 * (jitter["frame_shape"] + 1)
+    rounded = 0.03 + 0.03 * (jitter["frame_shape"] + 1)
+    frames = torch.full_like(canvas.depth, 10.0)
+    for side in (-1, 1):
+        qx, qy = (x - side * es).abs() - gx + rounded, (y - (ye + 0.01)).abs() - gy + rounded
+        box = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2) + torch.maximum(qx, qy).clamp(max=0) - rounded
+        frames = torch.minimum(frames, box.abs() - thick / 2)
+    bridge = _band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, es - gx + 0.01)
+    temples = torch.maximum(_band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, fw - 0.01),
+                            (es + gx - 0.01) - x.abs())
+    frames = torch.minimum(frames, torch.minimum(bridge, temples))
+    glasses = _cov(frames, px) * (P["eyeglasses"] > 0.5).float() * canvas.alpha
+    canvas.paint(glasses, C["frame"])
+
+    return {"albedo": canvas.albedo.clamp(0, 1), "depth": canvas.depth, "labels": canvas.labels,
+            "alpha": canvas.alpha, "eyeglasses": glasses}
+
+
+def background_images(c: dict[str, Tensor], r: _Draws, res: int) -> Tensor:
+    """Smooth backgrounds [B,3,H,W]: a linear gradient between two colours at a random angle, plus a vignette."""
+    angle = (r.u() * 2 * math.pi).float().view(-1, 1, 1, 1)
+    u, v = pixel_coords(res, res)
+    x, y = u.view(1, 1, 1, res), v.view(1, 1, res, 1)
+    t = (0.5 + 0.35 * (x * angle.cos() + y * angle.sin())).clamp(0, 1)
+    bg = torch.lerp(c["bg1"].float().view(-1, 3, 1, 1), c["bg2"].float().view(-1, 3, 1, 1), t)
+    return bg * (1 - 0.15 * (x * x + y * y))
+
+
+class SynthFaces(Dataset):
+    """Procedural faces with labels, depth, albedo, light, view, factors and attributes; deterministic per seed."""
+
+    classes = HELEN_CLASSES
+    factor_names = FACTOR_NAMES
+    attribute_names = ATTRIBUTE_NAMES
+    view_names = VIEW_NAMES
+    light_names = LIGHT_NAMES
+    CHUNK_PIXELS = 1 << 16  # rendered (supersampled) pixels per internal chunk of a batch
+
+    def __init__(self, resolution: int = 64, length: int = 10000, seed: int = 0,
+                 pose_range: tuple[float, float, float] = (45.0, 20.0, 8.0), supersample: int | None = None,
+                 step_px: float = 1.5):
+        """resolution 32..256, length faces, seed; pose_range = max |yaw|, |pitch| and roll scale in degrees;
+        supersample (None: 1 up to 64 px for speed, 2 above for smooth edges); step_px = ray-march step in pixels."""
+        if not 16 <= resolution <= 512:
+            raise ValueError(f"resolution must be in 16..512, got {resolution}")
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        if not (0 <= pose_range[0] <= 75 and 0 <= pose_range[1] <= 45):
+            raise ValueError(f"pose_range (yaw, pitch, roll) must stay within (75, 45, *) degrees, got {pose_range}")
+        self.resolution, self.length, self.seed = int(resolution), int(length), int(seed)
+        self.pose_range = tuple(float(p) for p in pose_range)
+        self.supersample = int(supersample) if supersample is not None else (1 if resolution <= 64 else 2)
+        self.steps = self._march_steps(step_px)
+
+    def _march_steps(self, step_px: float) -> int:
+        """Ray-march steps for the worst view of the pose range (fixed, so results do not depend on the batch)."""
+        yaw, pitch = (math.radians(a) for a in self.pose_range[:2])
+        slope = math.sqrt(math.tan(yaw) ** 2 + math.tan(pitch) ** 2) + 0.1
+        extent = slope * 0.10 / HALF_FOV_TAN * self.resolution / 2  # slab depth <= ~0.1 world units
+        return max(4, math.ceil(extent / step_px))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for SynthFaces of length {self.length}")
+        item = self.batch([index % self.length])
+        return {k: v[0] for k, v in item.items()}
+
+    def _sample(self, indices) -> tuple[_Draws, dict[str, Tensor], dict[str, Tensor], Tensor, Tensor]:
+        """Random numbers, factors, colours, views and lights of faces `indices` (no pixel work)."""
+        indices = [int(i) for i in indices]
+        bad = [i for i in indices if not 0 <= i < self.length]
+        if bad:
+            raise IndexError(f"indices {bad[:5]} out of range for SynthFaces of length {self.length}")
+        r = _Draws(*draw_numbers(self.seed, indices))
+        f = sample_factors(r)
+        colours = sample_colours(r, f)
+        view = sample_view(r, self.pose_range).float()
+        light = sample_light(r).float()
+        return r, f, colours, view, light
+
+    def annotations(self, indices) -> dict[str, Tensor]:
+        """factors, attributes, view and light of faces `indices` without rendering (fast, for statistics)."""
+        _, f, _, view, light = self._sample(indices)
+        factors = torch.stack([f[name] for name in FACTOR_NAMES], 1).float()
+        return {"factors": factors, "attributes": attributes_from_factors(f), "view": view, "light": light}
+
+    def batch(self, indices) -> dict[str, Tensor]:
+        """Render faces `indices` at once (vectorised); same keys as an item with a batch dimension first."""
+        indices = [int(i) for i in indices]
+        chunk = max(1, self.CHUNK_PIXELS // (self.resolution * self.supersample) ** 2)  # bounded memory, warm caches
+        if len(indices) > chunk:
+            parts = [self._batch(indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return self._batch(indices)
+
+    def _batch(self, indices: list[int]) -> dict[str, Tensor]:
+        r, f, colours, view, light = self._sample(indices)
+        canon = draw_faces(f, colours, r, self.resolution)
+        background = background_images(colours, r, self.resolution)
+        out = render(canon["depth"], canon["albedo"], light, view, labels=canon["labels"], background=background,
+                     alpha=canon["alpha"], extra=canon["eyeglasses"], supersample=self.supersample,
+                     steps=self.steps)
+        factors = torch.stack([f[name] for name in FACTOR_NAMES], 1).float()
+        return {
+            "image": out["image"], "labels": out["labels"], "mask": out["mask"], "shading": out["shading"],
+            "view_depth": out["depth"], "eyeglasses_mask": (out["extra"][:, 0] > 0.5) & out["mask_hard"][:, 0],
+            "depth": canon["depth"], "albedo": canon["albedo"], "canonical_labels": canon["labels"],
+            "canonical_mask": canon["alpha"], "background": background, "view": view, "light": light,
+            "factors": factors, "attributes": attributes_from_factors(f),
+        }
