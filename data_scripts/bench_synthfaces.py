@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--supersample", type=int, default=None, help="default: the dataset's (1 up to 64 px, else 2)")
+    parser.add_argument("--supersample", type=int, default=None, help="default: the dataset's (2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     args = parser.parse_args(argv)
     if args.threads:

@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     failed = [(job, error) for job, error in results if error]
     for job, error in results:
         status = "ok" if error is None else f"FAILED ({error})"
-        print(f"  {job.notebook} {book.run_name(job.params if not args.in_place else {})}: {status}")
+        shown = {k: v for k, v in job.params.items() if k != "out_dir"}
+        print(f"  {job.notebook} {book.run_name(shown)}: {status}")
     if not args.in_place:
         rows = [(job.notebook.stem, {k: v for k, v in job.params.items() if k != "out_dir"},
                  job.output.parent / "metrics.json")

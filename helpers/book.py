@@ -215,13 +215,15 @@ def write_tables(table: Sequence[Mapping[str, Any]], out: Path) -> tuple[Path, P
                 else:
                     line.append(value)
             writer.writerow(line)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in table:
-        cells = []
-        for c in columns:
-            value = row.get(c, "")
-            cells.append(f"{value[0]:.4g} ± {value[1]:.2g}" if isinstance(value, tuple) else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
+    # Markdown: one row per metric, one column per group of runs (readable however many metrics there are).
+    labels = [", ".join(f"{k}={v}" if k != "notebook" else str(v)
+                        for k, v in row.items() if not isinstance(v, tuple)) for row in table]
+    metrics = [c for c in columns if any(isinstance(r.get(c), tuple) for r in table)]
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name in metrics:
+        cells = [f"{row[name][0]:.4g} ± {row[name][1]:.2g}" if isinstance(row.get(name), tuple) else ""
+                 for row in table]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
 

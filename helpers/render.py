@@ -18,7 +18,7 @@ and optionally a part label map and a foreground opacity ``alpha``.
   The canonical image is albedo * s * light colour (colour default white).
 * View: the canonical surface turns about the object centre c = (0, 0, 1) and moves by T:
   P' = R (P - c) + c + T, with R = R_z(roll) R_y(yaw) R_x(pitch) (angles in radians; positive yaw moves the nose
-  towards the image left, positive pitch moves it towards the image top), then projects with the same camera.
+  towards the image left, positive pitch moves it towards the image bottom), then projects with the same camera.
 * Output: the rendered image is composited over a background, with the label map of the visible surface
   (0 where no surface), the depth seen from the view, a soft (antialiased) foreground mask and the warped shading.
 
@@ -37,13 +37,17 @@ shading, opacity and extra channels bilinearly (differentiable) and labels by ne
 Compared with forward z-buffer splatting, ray marching has no holes by construction (every output pixel gets its own
 ray, however much the surface is stretched at yaw 60 degrees), handles occlusion exactly, needs no scatter ops, and
 gives exact gradients through the root; its cost is linear in the number of steps, which stays small because the
-field of view is narrow. Where the canonical opacity ``alpha`` is 0 (SynthFaces' background) the surface is pushed
-behind the slab so rays pass through. Seen from the side, the height field's silhouette continues backwards as an
-opaque wall (the unseen back of the object, as in unsup3d where the whole depth map is surface); rays that pass a
-steep silhouette corner between two coarse steps are marched again with 3x finer steps. Every hit is fully opaque
-(mask = hit, faded only where q leaves the canonical image), and antialiasing comes from ``supersample``: render at
-k times the resolution and average down (labels by majority vote among the parts of the covered sub-pixels).
-Per-sample soft coverage was tried first and gave streaks where side views see the silhouette wall.
+field of view is narrow (``steps`` fixed by the caller, or chosen from the view so that a step moves about
+``step_px`` canonical pixels). Where the canonical opacity ``alpha`` is below 1 (SynthFaces' background) the surface
+is pushed behind the slab so rays pass through. Seen from the side, the height field's silhouette continues
+backwards as an opaque wall (the unseen back of the object; unsup3d likewise treats the whole depth map as surface);
+missed rays next to hits are marched again, near their neighbours' crossing, with 3x finer steps, so that steep
+silhouette corners are not skipped. Every hit is opaque (mask = hit, faded only where q leaves the canonical image).
+Antialiasing is adaptive supersampling: one ray per pixel centre, then the pixels whose 3x3 neighbourhood changes
+part or silhouette get k x k sub-pixel rays (``supersample`` = k) whose mean replaces them (labels: majority among
+the parts of the covered sub-samples); ``adaptive=False`` supersamples every pixel. Soft per-ray coverage (alpha at
+the hit) was tried first and streaked where side views see the silhouette wall.
+Rays never depend on other images of the batch when ``steps`` is given (SynthFaces relies on it for determinism).
 """
 from __future__ import annotations
 
@@ -55,6 +59,7 @@ import torch.nn.functional as F
 
 Tensor = torch.Tensor
 OBJECT_CENTRE = (0.0, 0.0, 1.0)
+CHUNK_RAYS = 1 << 18  # rays per internal batch chunk of render()
 
 
 @dataclass
@@ -156,18 +161,25 @@ def rotation_matrix(angles: Tensor) -> Tensor:
     return rz @ ry @ rx
 
 
-def _ray_lines(view: View, h: int, w: int, fov_deg: float, like: Tensor) -> tuple[Tensor, Tensor]:
-    """Each output pixel's ray in the canonical frame as Q(s) = s * A + b: A [B,H,W,3], b [B,1,1,3]."""
+def _ray_lines(view: View, uv: Tensor, fov_deg: float) -> tuple[Tensor, Tensor]:
+    """Rays through image points uv [..., 2] (normalised) in the canonical frame, Q(s) = s A + b: A [B, ..., 3]
+    (uv with a leading batch dimension, or broadcast over the batch) and b [B, 1.., 3]."""
     t = math.tan(math.radians(fov_deg) / 2)
-    u, v = pixel_coords(h, w, like.device, like.dtype)
-    dirs = torch.stack(torch.broadcast_tensors(u.view(1, w) * t, v.view(h, 1) * t, torch.ones(1, 1, dtype=like.dtype,
-                                                                                                device=like.device)), -1)
-    rot = rotation_matrix(view.rotation.to(like.dtype))
-    centre = torch.tensor(OBJECT_CENTRE, dtype=like.dtype, device=like.device)
-    trans = view.translation.to(like.dtype) if view.translation is not None else torch.zeros_like(view.rotation)
-    a = torch.einsum("bji,hwj->bhwi", rot, dirs)  # R^T dir
+    dirs = torch.cat([uv * t, torch.ones_like(uv[..., :1])], -1)
+    rot = rotation_matrix(view.rotation.to(uv.dtype))
+    centre = torch.tensor(OBJECT_CENTRE, dtype=uv.dtype, device=uv.device)
+    trans = view.translation.to(uv.dtype) if view.translation is not None else torch.zeros_like(view.rotation)
+    extra_dims = dirs.dim() - 1 if dirs.dim() == 3 else dirs.dim() - 2
+    rot_b = rot.view(rot.shape[0], *([1] * extra_dims), 3, 3)
+    a = (rot_b.transpose(-1, -2) @ dirs[..., None])[..., 0]  # R^T dir
     b = torch.einsum("bji,bj->bi", rot, -centre - trans) + centre
-    return a, b[:, None, None, :]
+    return a, b.view(b.shape[0], *([1] * extra_dims), 3)
+
+
+def _pixel_uv(h: int, w: int, like: Tensor) -> Tensor:
+    """Pixel-centre coordinates [H,W,2] (u right, v down) in (-1, 1)."""
+    u, v = pixel_coords(h, w, like.device, like.dtype)
+    return torch.stack(torch.broadcast_tensors(u.view(1, w), v.view(h, 1)), -1)
 
 
 def _project(q3: Tensor, t: float) -> Tensor:
@@ -216,36 +228,46 @@ def _march(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: Tensor, steps:
     return first
 
 
-def _remarch_silhouette(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: Tensor, steps: int, t: float,
-                        first: Tensor, fine: int) -> tuple[Tensor, Tensor, Tensor]:
-    """March the missed rays next to a hit again with `fine` times smaller steps (a coarse step can skip the thin
-    corner of a steep silhouette, which shows as jagged edges). Returns bracket start, width and hit flags."""
-    found = first > 0
-    sa = s0 + ds * (first - 1).clamp(min=0)
-    band = ~found & (F.max_pool2d(found[:, None].to(a.dtype), 3, 1, 1)[:, 0] > 0)
-    flat = band.flatten(1)
-    m = int(flat.sum(1).max())
+def _march_selected(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: Tensor, steps: int, t: float,
+                    select: Tensor) -> Tensor:
+    """``_march`` of the rays where `select` [B,H,W] is True only (packed per image); 0 for the others."""
+    flat = select.flatten(1)
+    counts = flat.sum(1, keepdim=True)
+    m = int(counts.max())
+    first = torch.zeros_like(flat, dtype=torch.long)
     if m == 0:
-        return sa, ds, found
-    order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]  # band rays first, per image
-    valid = torch.arange(m, device=a.device)[None] < flat.sum(1, keepdim=True)
+        return first.view_as(select)
+    order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]  # selected rays first, per image
+    valid = torch.arange(m, device=a.device)[None] < counts
     a_sel = a.flatten(1, 2).gather(1, order[..., None].expand(-1, -1, 3))[:, None]
     s0_sel = s0.flatten(1).gather(1, order)[:, None]
-    ds_sel = ds.flatten(1).gather(1, order)[:, None] / fine
-    first_sel = _march(a_sel, b, surface, s0_sel, ds_sel, steps * fine, t)[:, 0]
-    hit = (first_sel > 0) & valid
-    sa_sel = (s0_sel + ds_sel * (first_sel - 1).clamp(min=0))[:, 0]
+    ds_sel = ds.flatten(1).gather(1, order)[:, None]
+    found = _march(a_sel, b, surface, s0_sel, ds_sel, steps, t)[:, 0] * valid
+    first.scatter_(1, order, found)  # unselected positions in `order` receive 0, as they had
+    return first.view_as(select)
 
-    def put(target: Tensor, values: Tensor) -> Tensor:
-        flat_t = target.flatten(1).clone()
-        flat_t.scatter_(1, order, torch.where(hit, values, flat_t.gather(1, order)))
-        return flat_t.view_as(target)
 
-    return put(sa, sa_sel), put(ds, ds_sel[:, 0]), put(found, torch.ones_like(hit))
+def _remarch_silhouette(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: Tensor, steps: int, t: float,
+                        first: Tensor, fine: int) -> tuple[Tensor, Tensor, Tensor]:
+    """March the missed rays next to a hit again with `fine` times smaller steps, within a few steps of their
+    neighbours' crossings (a coarse step can skip the thin corner of a steep silhouette, which shows as jagged
+    edges). Returns bracket start, bracket width and hit flags."""
+    found = first > 0
+    band = ~found & (F.max_pool2d(found[:, None].to(a.dtype), 3, 1, 1)[:, 0] > 0)
+    big = steps + 9
+    lo = -F.max_pool2d(-torch.where(found, first, big)[:, None].to(a.dtype), 3, 1, 1)[:, 0].long()
+    start = (lo - 3).clamp(min=0)
+    span = 8  # coarse steps searched again (fixed, so that results do not depend on the other images of the batch)
+    sub = ds / fine
+    fine_first = _march_selected(a, b, surface, s0 + ds * start, sub, span * fine, t, band)
+    fine_hit = fine_first > 0
+    width = torch.where(fine_hit, sub, ds)
+    sa = torch.where(fine_hit, s0 + ds * start + sub * (fine_first - 1).clamp(min=0), s0 + ds * (first - 1).clamp(min=0))
+    return sa, width, found | fine_hit
 
 
 def _find_root(a: Tensor, b: Tensor, surface: Tensor, z0: Tensor, z1: Tensor, t: float,
-               steps: int | None, step_px: float, refine: int, fine: int = 3) -> tuple[Tensor, Tensor]:
+               steps: int | None, step_px: float, refine: int, spatial: bool, fine: int = 3) -> tuple[Tensor, Tensor]:
     """First crossing of each ray with the height field, without gradients: (s root [B,H,W], hit [B,H,W] bool)."""
     az, bz = a[..., 2], b[..., 2]
     s0 = (z0[:, None, None] - bz) / az
@@ -254,7 +276,11 @@ def _find_root(a: Tensor, b: Tensor, surface: Tensor, z0: Tensor, z1: Tensor, t:
         steps = _auto_steps(a, b, s0, s1, t, surface.shape[-1], step_px)
     ds = (s1 - s0) / steps
     first = _march(a, b, surface, s0, ds, steps, t)
-    sa, width, found = _remarch_silhouette(a, b, surface, s0, ds, steps, t, first, fine)
+    if spatial:  # rays laid out as an image: re-march the misses next to hits
+        sa, width, found = _remarch_silhouette(a, b, surface, s0, ds, steps, t, first, fine)
+    else:
+        found, width = first > 0, ds
+        sa = s0 + ds * (first - 1).clamp(min=0)
     sb = sa + width
     ha = _height(sa, a, b, surface, t)
     hb = _height(sb, a, b, surface, t)
@@ -288,79 +314,132 @@ def _slab(depth: Tensor, alpha: Tensor | None) -> tuple[Tensor, Tensor]:
 def render(depth: Tensor, albedo: Tensor, light: Light | Tensor, view: View | Tensor, labels: Tensor | None = None,
            background: Tensor | None = None, alpha: Tensor | None = None, extra: Tensor | None = None,
            fov_deg: float = 10.0, supersample: int = 2, steps: int | None = None, step_px: float = 1.0,
-           refine: int = 4) -> dict[str, Tensor]:
+           refine: int = 4, adaptive: bool = True) -> dict[str, Tensor]:
     """Render canonical depth/albedo/labels under a light and a view; returns image, labels, depth, mask, shading.
 
     depth [B,1,H,W], albedo [B,3,H,W], labels [B,H,W] int64 (optional), light a ``Light`` or [B,5]/[B,8] vector,
     view a ``View`` or [B,3]/[B,6] vector, background [B,3,H,W] or [3] or None (black), alpha [B,1,H,W] canonical
     opacity (None: the whole depth map is surface, as in unsup3d), extra [B,C,H,W] channels warped bilinearly.
-    Output resolution = input resolution; ``supersample`` renders k times larger and averages down.
-    Returned keys: image [B,3,H,W], labels [B,H,W] (0 where no surface), depth [B,1,H,W] (view depth, ``far`` behind
-    the surface where nothing is hit), mask [B,1,H,W] soft, mask_hard [B,1,H,W] bool, shading [B,1,H,W],
-    canonical_shading [B,1,H,W], grid [B,kH,kW,2] (canonical coordinates of the hits) and extra [B,C,H,W] if given.
+    Output resolution = input resolution; ``supersample`` = k x k sub-pixel rays on edge pixels (all pixels when
+    ``adaptive`` is False); ``steps`` ray-march steps (None: from the view and ``step_px``), ``refine`` root steps.
+    Returned keys: image [B,3,H,W], labels [B,H,W] (0 where no surface), depth [B,1,H,W] (view depth; behind the
+    slab where nothing is hit), mask [B,1,H,W] soft, mask_hard [B,1,H,W] bool, shading [B,1,H,W],
+    canonical_shading [B,1,H,W], grid [B,H,W,2] (canonical grid_sample coordinates seen by the pixel-centre rays)
+    and extra [B,C,H,W] if given. Differentiable with respect to depth, albedo, light, view, background, extra.
     """
     light, view = _as_light(light), _as_view(view)
     bsz, _, h, w = depth.shape
+    chunk = max(1, CHUNK_RAYS // (h * w))
+    if bsz > chunk:  # a few images at a time: bounded memory and warm caches, same results
+        def part(x, i):
+            return x[i:i + chunk] if isinstance(x, Tensor) and x.dim() > 1 else x
+        light_v, view_v = light.to_vector(), view.to_vector()
+        outs = [render(depth[i:i + chunk], albedo[i:i + chunk], Light.from_vector(light_v[i:i + chunk]),
+                       View.from_vector(view_v[i:i + chunk]), part(labels, i), part(background, i), part(alpha, i),
+                       part(extra, i), fov_deg, supersample, steps, step_px, refine, adaptive)
+                for i in range(0, bsz, chunk)]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     t = math.tan(math.radians(fov_deg) / 2)
-    hs, ws = h * supersample, w * supersample
     shading = shade(depth_to_normals(depth, fov_deg), light)
-
     near, far_surface = _slab(depth.detach(), None if alpha is None else alpha.detach())
     margin = 1e-3 + 0.01 * (far_surface - near)
     z0, z1, far = near - margin, far_surface + margin, far_surface + 2 * margin
     far_map = far.view(-1, 1, 1, 1)
     # where alpha = 0 the surface is pushed to `far`, behind the marched slab, so rays pass through
     surface = depth if alpha is None else depth * alpha + far_map * (1 - alpha)
-
-    a, b = _ray_lines(view, hs, ws, fov_deg, depth)
-    with torch.no_grad():
-        s_root, hit = _find_root(a.detach(), b.detach(), surface.detach(), z0, z1, t, steps, step_px,
-                                 refine)
-        # slope h'(s) at the root by a small central difference (exact inside a bilinear cell; cheaper than autograd)
-        eps = (1e-7 if depth.dtype == torch.float64 else 1e-4) * (z1 - z0).view(-1, 1, 1)
-        slope = (_height(s_root + eps, a, b, surface, t) - _height(s_root - eps, a, b, surface, t)) / (2 * eps)
-        slope = torch.maximum(slope, 1e-2 * a[..., 2])
-    s_star = s_root - _height(s_root, a, b, surface, t) / slope  # value = root, grad = implicit
-    s_star = torch.where(hit, s_star, s_root.detach())
-    grid = _project(s_star[..., None] * a + b, t)
-
     # the mask is the hit itself (walls at silhouettes are opaque) times "inside the canonical image"
-    chans = [albedo, shading, torch.ones_like(depth)] + ([extra] if extra is not None else [])
-    sampled = F.grid_sample(torch.cat(chans, 1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    hitf = hit[:, None].to(depth.dtype)
-    mask = (sampled[:, 4:5] * hitf).clamp(0, 1)
+    canon = torch.cat([albedo, shading, torch.ones_like(depth)] + ([extra] if extra is not None else []), 1)
+    label_src = None
+    if labels is not None:
+        label_src = labels[:, None].to(depth.dtype)
+        if alpha is not None:  # wall hits land up to a pixel outside the silhouette: give them the part beside
+            for _ in range(2):
+                label_src = torch.where(label_src == 0, F.max_pool2d(label_src, 3, 1, 1), label_src)
     colour = light.colour if light.colour is not None else torch.ones(bsz, 3, dtype=depth.dtype, device=depth.device)
-    fg = sampled[:, 0:3] * sampled[:, 3:4] * colour[:, :, None, None]
-    out = {"mask": mask, "shading": sampled[:, 3:4] * hitf, "depth": s_star[:, None] * hitf, "hits": hitf, "fg": fg}
-    if extra is not None:
-        out["extra"] = sampled[:, 5:] * hitf
+    if steps is None:  # from the pixel-centre rays, shared by the sub-pixel rays
+        with torch.no_grad():
+            a0, b0 = _ray_lines(view, _pixel_uv(h, w, depth), fov_deg)
+            s0 = (z0[:, None, None] - b0[..., 2]) / a0[..., 2]
+            s1 = (z1[:, None, None] - b0[..., 2]) / a0[..., 2]
+            steps = _auto_steps(a0, b0, s0, s1, t, w, step_px)
+
+    def trace(uv: Tensor, spatial: bool) -> dict[str, Tensor]:
+        """Per-ray fields [B,C,...] for rays through uv ([H,W,2] or [B,...,2])."""
+        a, b = _ray_lines(view, uv, fov_deg)
+        with torch.no_grad():
+            s_root, hit = _find_root(a.detach(), b.detach(), surface.detach(), z0, z1, t, steps, step_px, refine,
+                                     spatial)
+            # slope h'(s) at the root by a small central difference (exact inside a bilinear cell)
+            eps = (1e-7 if depth.dtype == torch.float64 else 1e-4) * (z1 - z0).view(-1, *([1] * (a.dim() - 2)))
+            slope = (_height(s_root + eps, a, b, surface, t) - _height(s_root - eps, a, b, surface, t)) / (2 * eps)
+            slope = torch.maximum(slope, 1e-2 * a[..., 2])
+        s_star = s_root - _height(s_root, a, b, surface, t) / slope  # value = root, grad = implicit
+        s_star = torch.where(hit, s_star, s_root.detach())
+        grid = _project(s_star[..., None] * a + b, t)
+        sampled = F.grid_sample(canon, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        hitf = hit[:, None].to(depth.dtype)
+        fields = {"fg": sampled[:, 0:3] * sampled[:, 3:4] * colour[:, :, None, None], "shading": sampled[:, 3:4] * hitf,
+                  "mask": (sampled[:, 4:5] * hitf).clamp(0, 1), "depth": s_star[:, None] * hitf, "hits": hitf,
+                  "grid": grid}
+        if extra is not None:
+            fields["extra"] = sampled[:, 5:] * hitf
+        if label_src is not None:
+            lab = F.grid_sample(label_src, grid.detach(), mode="nearest", padding_mode="border", align_corners=False)
+            fields["labels"] = lab.round().long()[:, 0] * hit
+        return fields
+
+    out = trace(_pixel_uv(h, w, depth), spatial=True)  # one ray through each pixel centre
+    grid = out.pop("grid")
     if supersample > 1:
-        out = {k: F.avg_pool2d(v, supersample) for k, v in out.items()}
+        out = _antialias(out, trace, h, w, supersample, adaptive, depth)
     mask = out["mask"]
     if background is None:
         bg = torch.zeros(bsz, 3, h, w, dtype=depth.dtype, device=depth.device)
     else:
         bg = background.view(1, 3, 1, 1).expand(bsz, 3, h, w) if background.dim() == 1 else background
-    image = (out.pop("fg") * mask + bg * (1 - mask)).clamp(0, 1)
-    hard = mask >= 0.5
-    out.update(image=image, mask_hard=hard, canonical_shading=shading, grid=grid)
     hits = out.pop("hits")
+    out["image"] = (out.pop("fg") * mask + bg * (1 - mask)).clamp(0, 1)
     out["depth"] = torch.where(hits > 0, out["depth"] / hits.clamp(min=1e-6), far_map.expand_as(hits))
-    if labels is not None:
-        src = labels[:, None].to(depth.dtype)
-        if alpha is not None:  # wall hits land up to a pixel outside the silhouette: give them the part beside
-            for _ in range(2):
-                src = torch.where(src == 0, F.max_pool2d(src, 3, 1, 1), src)
-        lab = F.grid_sample(src, grid.detach(), mode="nearest", padding_mode="zeros",
-                            align_corners=False).round().long()[:, 0]
-        lab = lab * hit
-        if supersample > 1:
-            n_cls = int(labels.max().item()) + 1 if labels.numel() else 1
-            votes = F.one_hot(lab, max(n_cls, 1)).permute(0, 3, 1, 2).to(depth.dtype)
-            votes = F.avg_pool2d(votes, supersample)
-            votes[:, 0] = 0  # foreground decided by the mask; vote among parts
-            lab = votes.argmax(1)
-        out["labels"] = lab * hard[:, 0]
-    else:
-        out["labels"] = torch.zeros(bsz, h, w, dtype=torch.long, device=depth.device)
+    hard = mask >= 0.5
+    out.update(mask_hard=hard, canonical_shading=shading, grid=grid)
+    lab = out.get("labels", torch.zeros(bsz, h, w, dtype=torch.long, device=depth.device))
+    out["labels"] = lab * hard[:, 0]
     return out
+
+
+def _antialias(out: dict[str, Tensor], trace, h: int, w: int, k: int, adaptive: bool, like: Tensor) -> dict:
+    """Replace the pixels on edges (part or silhouette changes within 3x3; every pixel if not adaptive) by the mean
+    of k x k sub-pixel rays (labels: majority among the parts of the covered sub-samples)."""
+    ids = torch.where(out["hits"][:, 0] > 0, out.get("labels", torch.zeros_like(out["hits"][:, 0].long())) + 1, 0)
+    idf = ids[:, None].to(like.dtype)
+    edge = F.max_pool2d(idf, 3, 1, 1) != -F.max_pool2d(-idf, 3, 1, 1)
+    edge = edge[:, 0] if adaptive else torch.ones_like(edge[:, 0])
+    flat = edge.flatten(1)
+    counts = flat.sum(1, keepdim=True)
+    m = int(counts.max())
+    if m == 0:
+        return out
+    bsz = flat.shape[0]
+    order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]  # edge pixels first, per image
+    valid = torch.arange(m, device=like.device)[None] < counts
+    centres = _pixel_uv(h, w, like).view(1, h * w, 2).expand(bsz, -1, -1).gather(1, order[..., None].expand(-1, -1, 2))
+    off = (torch.arange(k, device=like.device, dtype=like.dtype) + 0.5) / k - 0.5
+    offsets = torch.stack(torch.broadcast_tensors(off.view(1, k) * 2 / w, off.view(k, 1) * 2 / h), -1).view(k * k, 2)
+    sub = trace(centres[:, :, None, :] + offsets, spatial=False)  # fields [B,C,M,k*k]
+    sub.pop("grid")
+    result = {}
+    for key, value in out.items():
+        if key == "labels":
+            continue
+        mean = sub[key].mean(-1)  # [B,C,M]
+        full = value.flatten(2)
+        index = order[:, None].expand(-1, full.shape[1], -1)
+        mean = torch.where(valid[:, None], mean, full.gather(2, index))
+        result[key] = full.scatter(2, index, mean).view_as(value)
+    if "labels" in out:
+        n_cls = int(max(out["labels"].max().item(), sub["labels"].max().item())) + 1
+        votes = F.one_hot(sub["labels"], n_cls).sum(-2)  # [B,M,classes]
+        votes[..., 0] = 0  # foreground decided by the mask; vote among parts
+        voted = torch.where(valid, votes.argmax(-1), out["labels"].flatten(1).gather(1, order))
+        result["labels"] = out["labels"].flatten(1).scatter(1, order, voted).view_as(out["labels"])
+    return result

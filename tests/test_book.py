@@ -198,8 +198,8 @@ def test_summarise_and_tables(tmp_path):
     assert rows[1][:5] == ["toy", "cpu", "2", "2.0", str(statistics.stdev([1.0, 3.0]))]
     assert rows[2] == ["toy", "smoke", "1", "5.0", "0.0", "", ""]
     assert md_path.read_text().splitlines() == [
-        "| notebook | profile | n_seeds | m/a | m/b |", "|---|---|---|---|---|",
-        "| toy | cpu | 2 | 2 ± 1.4 | 10 ± 0 |", "| toy | smoke | 1 | 5 ± 0 |  |"]
+        "| metric | toy, profile=cpu, n_seeds=2 | toy, profile=smoke, n_seeds=1 |", "|---|---|---|",
+        "| m/a | 2 ± 1.4 | 5 ± 0 |", "| m/b | 10 ± 0 |  |"]
 
 
 def test_collect_keeps_top_level_metrics_apart_from_parameters(tmp_path):
@@ -328,8 +328,9 @@ def test_grid_over_seeds_writes_metrics_and_summary(tmp_path, monkeypatch, capsy
     assert float(rows[0]["claim/positive/reproduced mean"]) == 1.0
     md = (out / "summary.md").read_text()
     assert f"{mean:.4g} ± {std:.2g}" in md
-    assert md.splitlines()[0] == ("| notebook | profile | n_seeds | claim/positive | claim/positive/reproduced "
-                                  "| table/score |")
+    assert md.splitlines()[0] == "| metric | toy, profile=smoke, n_seeds=2 |"
+    assert [line.split(" | ")[0] for line in md.splitlines()[2:]] == [
+        "| claim/positive", "| claim/positive/reproduced", "| table/score"]
     assert not (tmp_path / "runs").exists()
 
 

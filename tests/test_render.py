@@ -162,3 +162,19 @@ def test_translation_moves_the_image():
     cx = lambda m: (m[0, 0] * torch.arange(32.0)).sum() / m[0, 0].sum()  # noqa: E731
     shift = (cx(b["mask"]) - cx(a["mask"])).item()
     assert shift == pytest.approx(0.01 / math.tan(math.radians(5)) * 16, abs=0.5)
+
+
+def test_adaptive_supersampling_matches_full_supersampling():
+    depth, albedo, alpha, labels = _head(32)
+    light = torch.tensor([[0.5, 0.5, 0.3, -0.3, -1.0]])
+    view = torch.tensor([[0.5, 0.2, 0.05, 0, 0, 0]])
+    kw = dict(labels=labels, alpha=alpha, background=torch.tensor([0.2, 0.4, 0.8]), supersample=2, steps=40)
+    full = render(depth, albedo, light, view, adaptive=False, **kw)
+    fast = render(depth, albedo, light, view, adaptive=True, **kw)
+    one = render(depth, albedo, light, view, **{**kw, "supersample": 1})
+    err_fast = (full["image"] - fast["image"]).abs().mean()
+    err_one = (full["image"] - one["image"]).abs().mean()
+    assert err_fast < 0.5 * err_one and err_fast < 5e-3
+    assert (full["labels"] != fast["labels"]).float().mean() < 0.01
+    soft = (fast["mask"] > 0.05) & (fast["mask"] < 0.95)
+    assert soft.any()  # antialiased silhouette

@@ -146,3 +146,12 @@ def test_bad_arguments():
         SynthFaces(resolution=8)
     with pytest.raises(IndexError):
         SynthFaces(resolution=32, length=3)[3]
+
+
+def test_extreme_pose_range_renders_whole_faces():
+    ds = SynthFaces(resolution=48, length=8, seed=2, pose_range=(60.0, 30.0, 8.0))
+    batch = ds.batch(range(8))
+    assert batch["view"][:, 0].abs().max() <= torch.deg2rad(torch.tensor(60.0)) + 1e-6
+    fg = batch["mask"][:, 0] >= 0.5
+    assert (fg.flatten(1).float().mean(1) > 0.2).all()
+    assert ((batch["labels"] > 0) == fg).all()
