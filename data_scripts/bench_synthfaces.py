@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
+          f"batch {args.batch}, {args.repeats} timed repeats after a warm-up")
     for res in args.resolutions:
-        ds = SynthFaces(resolution=res, length=args.batch * (args.repeats + 1), seed=0,
-                        supersample=args.supersample)
+        options = {} if args.supersample is None else {"supersample": args.supersample}
+        ds = SynthFaces(resolution=res, length=args.batch * (args.repeats + 1), seed=0, **options)
         starts = iter(range(0, len(ds), args.batch))  # new faces each call
         times = timed(lambda: ds.batch(range((s := next(starts)), s + args.batch)), args.repeats)
         best, mean = min(times), sum(times) / len(times)

@@ -13,6 +13,8 @@ Conventions
 * Beard and moustache are darker albedo on the skin (their pixels stay ``skin``); eyeglass frames are an occluder
   painted over whatever part lies beneath, which keeps its label (HELEN has no eyeglasses class); their pixels are
   returned as ``eyeglasses_mask``. Ears and neck are drawn as ``skin``.
+* Depth: head centre at depth 1 (the renderer's rotation centre), face front near 0.95, nose tip near 0.93; outside
+  the head (``canonical_mask`` = 0) the canonical depth is 1.02 and the renderer lets rays pass there.
 * ``view`` = (yaw, pitch, roll in radians, tx, ty, tz) as in ``helpers.render.View``; ``light`` = ``ds.light_names``
   (ambient, diffuse, direction towards the light x, y, z in the canonical camera frame, colour r, g, b).
 
@@ -21,19 +23,24 @@ hash of (s, i), before any batching, so ``ds[i]`` equals row k of ``ds.batch([..
 
 Correlations (shared latent factors; attributes are thresholds of the factors, see ``ATTRIBUTE_RULES``)
 -------------------------------------------------------------------------------------------------------
-| latent             | raises                                                        | lowers                   |
-| ------------------ | ------------------------------------------------------------- | ------------------------ |
-| sex (z ~ N(0,1))   | beard, moustache, brow thickness, jaw width, nose width,      | lipstick, makeup, hair   |
-|                    | baldness and receding hairline (with age)                     | length, brow arch, lips  |
-| age (uniform)      | gray hair, baldness (men), receding hairline, eye bags,       | Young                    |
-|                    | eyeglasses                                                    |                          |
-| makeup (m ~ N(0,1) | lipstick, eye shadow (Heavy_Makeup), blush (Rosy_Cheeks)      |                          |
-|   - 1.2 z)         |                                                               |                          |
-| smile              | mouth opening, cheek raise (High_Cheekbones)                  | Narrow_Eyes (opens eyes  |
-|                    |                                                               | less when smiling: none) |
-| skin tone          | hair darkness, brown irises                                   | Pale_Skin, Blond_Hair    |
-So Male correlates with Mustache/No_Beard-negative/Bald and against Wearing_Lipstick, Heavy_Makeup and long hair;
-Young against Gray_Hair, Bald and Bags_Under_Eyes; Smiling with Mouth_Slightly_Open and High_Cheekbones.
+| latent                  | raises                                                   | lowers                      |
+| ----------------------- | -------------------------------------------------------- | --------------------------- |
+| sex z ~ N(0,1)          | beard, moustache, brow thickness, jaw width, nose width, | lipstick, makeup, hair      |
+|   (Male = z > 0)        | baldness and receding hairline (with age)                | length, bangs, brow arch,   |
+|                         |                                                          | lip thickness, pointy nose  |
+| age ~ U(0,1)^1.4        | gray hair, baldness (men), receding hairline, eye bags,  | Young (= age < 0.5)         |
+|                         | eyeglasses                                               |                             |
+| makeup m = N(0,1) - 1.2z| lipstick, eye shadow (Heavy_Makeup), blush (Rosy_Cheeks) |                             |
+| smile                   | mouth opening, cheek raise (High_Cheekbones)             | (eye opening, slightly)     |
+| skin tone               | hair darkness, lip thickness                             | blond/red hair, blue/green  |
+|                         |                                                          | irises                      |
+| beard                   | moustache                                                |                             |
+So Male correlates with Mustache, Bald, Bushy_Eyebrows and against No_Beard, Wearing_Lipstick, Heavy_Makeup and
+long hair; Young against Gray_Hair, Bald and Bags_Under_Eyes; Smiling with Mouth_Slightly_Open and High_Cheekbones.
+
+Item keys: image [3,H,W], labels [H,W] (HELEN ids of the view), mask [1,H,W] (soft foreground), shading [1,H,W],
+view_depth [1,H,W], eyeglasses_mask [H,W] bool, depth / albedo / canonical_labels / canonical_mask (canonical frame),
+background [3,H,W], view [6], light [8], factors [F] (each in [0, 1]; names ``FACTOR_NAMES``), attributes [A] int64.
 """
 from __future__ import annotations
 
@@ -362,10 +369,10 @@ def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) 
     nw = 0.48 * fw
     d_neck = torch.maximum((x.abs() - nw), fcy + 0.3 - y)
     neck_depth = zc + 0.01 - 0.8 * nw * tw * torch.sqrt((1 - (x / nw) ** 2).clamp(min=0) + 1e-3)
-    canvas.paint(_cov(d_neck, px), C["skin"] * (0.8 - 0.15 * _smoothstep(0.3, 0.6, y) * 0), ID["skin"], neck_depth, solid=True)
+    canvas.paint(_cov(d_neck, px), C["skin"] * 0.8, ID["skin"], neck_depth, solid=True)
     ear_y = fcy + 0.02
     d_ears = _ellipse(x.abs(), y, fw + 0.01, ear_y, 0.07, 0.15)
-    canvas.paint(_cov(d_ears, px), C["skin"] * 0.95, ID["skin"], zc - 0.2 * rz + 0 * x, solid=True)
+    canvas.paint(_cov(d_ears, px), C["skin"] * 0.95, ID["skin"], (zc - 0.2 * rz).expand(b, 1, res, res), solid=True)
 
     # face oval
     cov_face = _cov(dface, px)
@@ -418,7 +425,6 @@ def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) 
     d_inner = _band(x, y, line - opening / 2, line + opening / 2, mw * 0.92)
     relief -= 0.006 * torch.exp(-((x / (mw * 1.1)) ** 2 + ((y - ym) / 0.07) ** 2))
     relief += 0.004 * _cov(d_inner, px)
-    # mouth corners and philtrum shading help at low resolution
     canvas.depth = canvas.depth + relief * inside
 
     # --- albedo details on the skin (before parts)
@@ -460,7 +466,7 @@ def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) 
         cx = side * es
         dx = (x - cx) * side
         t = 1 - (dx / erx) ** 2
-        yc_e = ye - 0.015 * (dx / erx) + 0.0 * x
+        yc_e = ye - 0.015 * (dx / erx)  # outer corners slightly up
         y_up = yc_e - ery * t
         y_lo = yc_e + 0.75 * ery * t
         d_eye = torch.maximum(torch.maximum(y_up - y, y - y_lo), dx.abs() - erx)
@@ -500,7 +506,7 @@ def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) 
     d_cap = torch.maximum(y - hairline, _ellipse(x, y, 0.0, hcy, hw - 0.02, hh - 0.02))
     d_cap = torch.where(bald > 0.5, torch.full_like(d_cap, 1.0), d_cap)
     locks = torch.maximum(torch.maximum(fw * 0.83 - x.abs(), y - length_y), (ye - 0.1) - y)
-    locks = torch.maximum(locks, 0.0 * x + (0.45 - P["hair_length"]) * 2)  # only long hair
+    locks = torch.maximum(locks, (0.45 - P["hair_length"]) * 2)  # side locks only for long hair
     d_front = torch.minimum(d_cap, torch.maximum(locks, d_hair_back))
     cap_depth = torch.minimum(canvas.depth, hair_depth) - 0.004 - 0.012 * P["hair_volume"] * cov_face
     canvas.paint(_cov(d_front, px), hair_tex, ID["hair"], cap_depth, solid=True)
