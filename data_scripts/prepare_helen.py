@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data.faceformat import (
+from helpers.data.convert import (
     BadItem, ConversionError, Item, Report, add_common_args, convert, load_gray, load_rgb, resize_image,
     resize_labels, run_main, seeded_split,
 )

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from helpers.data.faceformat import (
+from helpers.data.convert import (
     ConversionError, Item, Report, add_common_args, convert, load_rgb, resize_image, run_main, seeded_split,
 )
 

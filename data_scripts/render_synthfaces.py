@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data.faceformat import (
-    SPLIT_NAMES, ArraySpec, ConversionError, FaceDatasetWriter, Report, run_main,
-)
+from helpers.data.convert import ConversionError, Report, run_main
+from helpers.data.faceformat import SPLIT_NAMES, ArraySpec, FaceDatasetWriter
 
 
 def parse_splits(text: str | None, val_fraction: float, test_fraction: float) -> dict[str, float]:

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.data.faceformat import (
-    FORMAT_NAME, ArraySpec, FaceDataset, FaceDatasetWriter, FormatError, load_meta, seeded_split, square_box,
-)
+from helpers.data.convert import seeded_split, square_box
+from helpers.data.faceformat import FORMAT_NAME, ArraySpec, FaceDataset, FaceDatasetWriter, FormatError, load_meta
 
 R = 4
 CLASSES = ["background", "a", "b"]
