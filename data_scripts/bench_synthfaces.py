@@ -1,4 +1,4 @@
-"""Benchmark SynthFaces: images per second of ``ds.batch`` and of the renderer alone.
+"""Benchmark SynthFaces: images per second of ``ds.batch``, of the canonical drawing and of the renderer alone.
 
 Usage: python data_scripts/bench_synthfaces.py [--resolutions 64 128] [--batch 256] [--repeats 3] [--threads N]
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.data.synthfaces import SynthFaces  # noqa: E402
+from helpers.data.synthfaces import SynthFaces, draw_faces  # noqa: E402
 from helpers.render import render  # noqa: E402
 
 
@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> None:
         times = timed(lambda: ds.batch(range((s := next(starts)), s + args.batch)), args.repeats)
         best, mean = min(times), sum(times) / len(times)
         print(f"SynthFaces.batch  {res:4d}px  supersample {ds.supersample}  batch {args.batch}: "
+              f"{args.batch / mean:8.1f} images/s (best {args.batch / best:.1f})")
+        def draw(ds=ds, res=res):
+            r, factors, colours, _, _ = ds._sample(range(args.batch))  # random numbers, factors (no pixel work)
+            return draw_faces(factors, colours, r, res)
+
+        times = timed(draw, args.repeats)
+        best, mean = min(times), sum(times) / len(times)
+        print(f"sample+draw_faces {res:4d}px                batch {args.batch}: "
               f"{args.batch / mean:8.1f} images/s (best {args.batch / best:.1f})")
         item = ds.batch(range(args.batch))
         inputs = dict(labels=item["canonical_labels"], background=item["background"], alpha=item["canonical_mask"],

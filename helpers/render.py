@@ -210,20 +210,23 @@ def _march(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: Tensor, steps:
     if a.shape[0] > chunk:
         return torch.cat([_march(a[i:i + chunk], b[i:i + chunk], surface[i:i + chunk], s0[i:i + chunk],
                                  ds[i:i + chunk], steps, t) for i in range(0, a.shape[0], chunk)])
-    scale = torch.tensor([1 / t, 1 / t, 1.0], dtype=a.dtype, device=a.device)
-    q_start = (s0[..., None] * a + b) * scale  # x, y pre-divided by t: projection = (x / z, y / z)
-    dq = ds[..., None] * a * scale
+    scale = torch.tensor([1 / t, 1 / t, 1.0, 1.0], dtype=a.dtype, device=a.device)
+    # (x / t, y / t, z, z) per ray: the projection (x / z, y / z) is then a division of two contiguous pairs
+    a4, b4 = a[..., (0, 1, 2, 2)] * scale, b[..., (0, 1, 2, 2)] * scale
+    start, step = s0[..., None] * a4 + b4, ds[..., None] * a4
+    num_start, den_start = start[..., :2].contiguous(), start[..., 2:].contiguous()
+    num_step, den_step = step[..., :2].contiguous(), step[..., 2:].contiguous()
     first = torch.zeros_like(s0, dtype=torch.long)
-    q3 = torch.empty_like(q_start)
-    grid = torch.empty_like(q_start[..., :2])
+    num, den, grid = torch.empty_like(num_start), torch.empty_like(num_start), torch.empty_like(num_start)
     neg_next = None
     for k in range(steps, -1, -1):  # far to near: the last crossing written is the nearest one
-        torch.add(q_start, dq, alpha=k, out=q3)
-        torch.div(q3[..., :2], q3[..., 2:3], out=grid)
+        torch.add(num_start, num_step, alpha=k, out=num)
+        torch.add(den_start, den_step, alpha=k, out=den)
+        torch.div(num, den, out=grid)
         d = F.grid_sample(surface, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
-        neg = q3[..., 2] < d  # h < 0: in front of the surface
+        neg = den[..., 0] < d  # h < 0: in front of the surface
         if neg_next is not None:
-            first.masked_fill_(neg & ~neg_next, k + 1)
+            first.masked_fill_(neg > neg_next, k + 1)  # in front at k, behind at k + 1
         neg_next = neg
     return first
 

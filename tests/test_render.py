@@ -178,3 +178,19 @@ def test_adaptive_supersampling_matches_full_supersampling():
     assert (full["labels"] != fast["labels"]).float().mean() < 0.01
     soft = (fast["mask"] > 0.05) & (fast["mask"] < 0.95)
     assert soft.any()  # antialiased silhouette
+
+
+def test_march_finds_the_first_crossing_of_the_steps():
+    from helpers.render import _height, _march, _pixel_uv, _ray_lines
+    depth, _, _, _ = _head(32)
+    t = math.tan(math.radians(5))
+    a, b = _ray_lines(View(torch.tensor([[0.6, 0.25, 0.1]])), _pixel_uv(32, 32, depth), 10.0)
+    s0, s1 = (0.9 - b[..., 2]) / a[..., 2], (1.05 - b[..., 2]) / a[..., 2]
+    steps = 40
+    ds = (s1 - s0) / steps
+    first = _march(a, b, depth, s0, ds, steps, t)
+    neg = torch.stack([_height(s0 + k * ds, a, b, depth, t) < 0 for k in range(steps + 1)])
+    cross = neg[:-1] & ~neg[1:]
+    expected = torch.where(cross.any(0), cross.to(torch.uint8).argmax(0) + 1, 0)
+    assert (first > 0).float().mean() > 0.3  # the head is seen
+    assert (first == expected).float().mean() > 0.995  # equal up to rounding ties at h = 0

@@ -13,8 +13,12 @@ Conventions
 * Beard and moustache are darker albedo on the skin (their pixels stay ``skin``); eyeglass frames are an occluder
   painted over whatever part lies beneath, which keeps its label (HELEN has no eyeglasses class); their pixels are
   returned as ``eyeglasses_mask``. Ears and neck are drawn as ``skin``.
-* Depth: head centre at depth 1 (the renderer's rotation centre), face front near 0.95, nose tip near 0.93; outside
-  the head (``canonical_mask`` = 0) the canonical depth is 1.02 and the renderer lets rays pass there.
+* Framing: like an aligned face crop (CelebAMask-HQ): the shapes are laid out in face units and drawn ``FACE_ZOOM``
+  times larger (depth relief alike), so the face fills the frame, hair may be cut by the border and the chin sits
+  near the bottom with a little neck. Mean pixel shares at the default poses: background ~0.33, skin ~0.34, hair
+  ~0.29, nose ~0.013, each eye ~0.0037, each brow ~0.0022, lips and mouth ~0.012.
+* Depth: head centre at depth 1 (the renderer's rotation centre), face front near 0.94, nose tip near 0.91; outside
+  the head (``canonical_mask`` = 0) the canonical depth is about 1.03 and the renderer lets rays pass there.
 * ``view`` = (yaw, pitch, roll in radians, tx, ty, tz) as in ``helpers.render.View``; ``light`` = ``ds.light_names``
   (ambient, diffuse, direction towards the light x, y, z in the canonical camera frame, colour r, g, b).
 
@@ -56,6 +60,8 @@ from helpers.render import pixel_coords, render
 Tensor = torch.Tensor
 HALF_FOV_TAN = math.tan(math.radians(10.0) / 2)  # world units per normalised image unit at depth 1
 HEAD_CENTRE_DEPTH = 1.0
+FACE_ZOOM = 1.45  # image units per canonical face unit: frames the head like an aligned face crop
+FACE_CENTRE_Y = 0.0  # face coordinate at the image centre
 
 FACTOR_NAMES: tuple[str, ...] = (
     "sex", "age", "makeup", "skin_tone", "face_width", "jaw_width", "chin_length", "cheekbones",
@@ -274,7 +280,7 @@ def sample_light(r: _Draws) -> Tensor:
 # ---------------------------------------------------------------------------------------------------- shapes
 def _cov(d: Tensor, px: float) -> Tensor:
     """Antialiased coverage of a signed distance (negative inside), one pixel wide ramp."""
-    return (0.5 - d / px).clamp(0, 1)
+    return (0.5 - d / px).clamp_(0, 1)
 
 
 def _ellipse(x: Tensor, y: Tensor, cx, cy, rx, ry) -> Tensor:
@@ -291,244 +297,336 @@ def _band(x: Tensor, y: Tensor, y_top: Tensor, y_bottom: Tensor, half_width) -> 
 
 
 def _smoothstep(e0, e1, v: Tensor) -> Tensor:
+    """Hermite step from 0 at e0 to 1 at e1."""
     t = ((v - e0) / (e1 - e0)).clamp(0, 1)
     return t * t * (3 - 2 * t)
 
 
+def _gauss(x: Tensor, y: Tensor, cx, cy, sx, sy) -> Tensor:
+    """Gaussian bump exp(-((x - cx) / sx)^2 - ((y - cy) / sy)^2)."""
+    return torch.exp(-(((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
+
+
+def _rgb(r: float, g: float, b: float) -> Tensor:
+    """A constant colour [1,3,1,1]."""
+    return torch.tensor([r, g, b]).view(1, 3, 1, 1)
+
+
+class _Window:
+    """A window of the canonical grid: coordinates x [1,1,1,w], y [1,1,h,1] and its row and column slices."""
+
+    def __init__(self, x: Tensor, y: Tensor, rows: slice, cols: slice):
+        self.x, self.y, self.rows, self.cols = x, y, rows, cols
+
+
 class _Canvas:
-    """Painter's-order compositing of albedo, labels and depth on the canonical grid."""
+    """Painter's-order compositing of albedo, labels, depth and opacity on the canonical grid.
 
-    def __init__(self, albedo: Tensor, depth: Tensor, b: int, h: int, w: int):
+    Shapes are evaluated on windows of the grid (``window``) that hold everything a part can cover, so that small
+    parts cost little; ``x`` [1,1,1,w] and ``y`` [1,1,h,1] of a window are canonical face coordinates."""
+
+    def __init__(self, albedo: Tensor, depth: Tensor, res: int):
+        b = albedo.shape[0]
         self.albedo, self.depth = albedo, depth
-        self.labels = torch.zeros(b, h, w, dtype=torch.long)
-        self.alpha = torch.zeros(b, 1, h, w)
+        self.labels = torch.zeros(b, res, res, dtype=torch.long)
+        self.alpha = torch.zeros(b, 1, res, res)
+        u, v = pixel_coords(res, res)
+        self.u, self.v = u / FACE_ZOOM, v / FACE_ZOOM + FACE_CENTRE_Y
+        self.px = 2.0 / res / FACE_ZOOM  # one pixel in face units
+        self.full = self.window()
 
-    def paint(self, cov: Tensor, colour: Tensor | None = None, label: int | None = None, depth: Tensor | None = None,
-              solid: bool = False) -> None:
-        """Paint coverage cov [B,1,H,W] with a colour [B,3,1,1] or [B,3,H,W], a label and/or a surface depth."""
+    def window(self, x0: float = -9.0, x1: float = 9.0, y0: float = -9.0, y1: float = 9.0) -> _Window:
+        """The window of pixels whose centres lie in [x0, x1] x [y0, y1] (face units) plus a two pixel margin."""
+        m = 2 * self.px
+        c0, c1 = (int(torch.searchsorted(self.u, torch.tensor(t))) for t in (x0 - m, x1 + m))
+        r0, r1 = (int(torch.searchsorted(self.v, torch.tensor(t))) for t in (y0 - m, y1 + m))
+        rows, cols = slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+        return _Window(self.u[cols].view(1, 1, 1, -1), self.v[rows].view(1, 1, -1, 1), rows, cols)
+
+    def paint(self, w: _Window, cov: Tensor, colour: Tensor | None = None, label: int | None = None,
+              depth: Tensor | None = None, solid: bool = False) -> None:
+        """Paint coverage cov [B,1,h,w] of window w with a colour [B,3,1,1] or [B,3,h,w], a label, a surface depth
+        and/or opacity (solid)."""
         if colour is not None:
-            self.albedo = torch.lerp(self.albedo, colour.expand_as(self.albedo), cov)
+            region = self.albedo[:, :, w.rows, w.cols]
+            region.lerp_(colour.expand_as(region), cov)
         if label is not None:
-            self.labels = torch.where(cov[:, 0] > 0.5, label, self.labels)
+            self.labels[:, w.rows, w.cols].masked_fill_(cov[:, 0] > 0.5, label)
         if depth is not None:
-            self.depth = torch.lerp(self.depth, depth.expand_as(self.depth), cov)
+            region = self.depth[:, :, w.rows, w.cols]
+            region.lerp_(depth.expand_as(region), cov)
         if solid:
-            self.alpha = 1 - (1 - self.alpha) * (1 - cov)
+            region = self.alpha[:, :, w.rows, w.cols]
+            region.copy_(1 - (1 - region) * (1 - cov))
+
+    def add_depth(self, w: _Window, relief: Tensor) -> None:
+        """Add a relief [B,1,h,w] to the depth of window w."""
+        self.depth[:, :, w.rows, w.cols] += relief
+
+
+class _Face:
+    """Per-face shape parameters [B,1,1,1] (factors P, colours C, jitter J) and the layout of the parts."""
+
+    def __init__(self, f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws):
+        b = len(f["sex"])
+        self.P = P = {k: v.float().view(b, 1, 1, 1) for k, v in f.items()}
+        self.C = {k: v.float().view(b, 3, 1, 1) for k, v in c.items()}
+        self.J = J = {k: r.u(-1, 1).float().view(b, 1, 1, 1)
+                      for k in ("gaze_x", "gaze_y", "tilt", "strand", "frame_shape")}
+        # head oval: half width, height above and below the centre line fcy, jaw narrowing
+        self.fw = 0.47 + 0.10 * (P["face_width"] - 0.5)
+        self.ft = 0.66 * torch.ones_like(self.fw)
+        self.fb = 0.60 + 0.10 * (P["chin_length"] - 0.5)
+        self.fcy = 0.02
+        self.jaw = 0.42 - 0.30 * (P["jaw_width"] - 0.5)
+        self.rz = 0.95 * self.fw * HALF_FOV_TAN  # depth radius of the face
+        # hair volume: ellipsoid (hw, hh) around hcy, length of long hair
+        vol = 0.03 + 0.08 * P["hair_volume"]
+        self.hw, self.hh = self.fw + 0.01 + vol, self.ft + 0.01 + vol
+        self.hcy = self.fcy - 0.06
+        self.length_y = -0.1 + 0.85 * P["hair_length"]
+        # eyes (centre height ye, half spacing es, half width erx, opening ery), nose tip yn, mouth ym, mw
+        self.ye = self.fcy - 0.10 + 0.03 * J["tilt"]
+        self.es = self.fw * (0.40 + 0.08 * (P["eye_spacing"] - 0.5))
+        self.erx = 0.105 + 0.03 * (P["eye_size"] - 0.5)
+        self.ery = self.erx * (0.28 + 0.32 * P["eye_openness"]) * (1 - 0.25 * (P["smile"] - 0.5).clamp(min=0))
+        self.yn = self.ye + 0.27 + 0.08 * (P["nose_length"] - 0.5)
+        self.nwid = 0.085 + 0.035 * (P["nose_width"] - 0.5)
+        self.ym = self.yn + 0.08 + 0.5 * (self.fb + self.fcy - self.yn) * 0.55
+        self.mw = 0.165 + 0.05 * (P["mouth_width"] - 0.5) + 0.02 * P["smile"]
+        self.opening_max = 0.055 * (P["mouth_open"] - 0.3).clamp(min=0)
+        self.up_max = 0.038 + 0.026 * P["lip_thickness"]
+
+    def mouth_line(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Centre line of the (smiling) mouth, its opening and upper lip thickness at x."""
+        line = self.ym - 0.07 * (self.P["smile"] - 0.35) * (x / self.mw) ** 2
+        prof = torch.sqrt((1 - (x / self.mw) ** 2).clamp(min=0))
+        opening = self.opening_max * prof
+        up_th = self.up_max * (1 - 0.25 * torch.exp(-(x / 0.03) ** 2)) * (0.3 + 0.7 * prof)
+        return line, opening, up_th
+
+
+def _paint_hair_back(cv: _Canvas, fc: _Face) -> tuple[Tensor, Tensor, Tensor]:
+    """Paint the hair behind the head; returns its signed distance, depth and strand texture (full grid)."""
+    P, x, y = fc.P, cv.full.x, cv.full.y
+    hyc = torch.minimum(y - fc.hcy, torch.zeros_like(y))  # ellipsoid above hcy, a column below (long hair)
+    widen = 1 + 0.1 * ((y - fc.hcy).clamp(min=0) * P["hair_length"])
+    d_back = torch.maximum(_ellipse(x / widen, hyc, 0.0, 0.0, fc.hw, fc.hh) * widen, y - fc.length_y)
+    fringe = torch.maximum(torch.maximum(d_back, -0.1 - y), torch.maximum(y - 0.2, x.abs() - fc.fw - 0.05))
+    d_back = torch.where(P["baldness"] > 0.5, fringe, d_back)  # bald: a fringe above the ears only
+    rh2 = (x / (fc.hw * widen)) ** 2 + (hyc / fc.hh) ** 2
+    depth = HEAD_CENTRE_DEPTH - 0.8 * fc.hw * HALF_FOV_TAN * torch.sqrt((1 - rh2).clamp(min=0) + 1e-3)
+    strands = 1 + 0.10 * torch.sin(70 * torch.atan2(x - 0.3 * (P["hair_parting"] - 0.5), y - fc.hcy + 0.9)
+                                   + 6 * fc.J["strand"])
+    texture = (fc.C["hair"] * strands).clamp(0, 1)
+    cv.paint(cv.full, _cov(d_back, cv.px), texture * 0.85, HELEN_ID["hair"], depth, solid=True)
+    return d_back, depth, texture
+
+
+def _paint_head_and_neck(cv: _Canvas, fc: _Face) -> tuple[Tensor, Tensor]:
+    """Paint neck, ears and the face oval (skin) with their depth; returns the face's signed distance and coverage."""
+    x, y, px, skin, zc, tw = cv.full.x, cv.full.y, cv.px, fc.C["skin"], HEAD_CENTRE_DEPTH, HALF_FOV_TAN
+    nw = 0.48 * fc.fw
+    d_neck = torch.maximum((x.abs() - nw), fc.fcy + 0.3 - y)
+    neck_depth = zc + 0.01 - 0.8 * nw * tw * torch.sqrt((1 - (x / nw) ** 2).clamp(min=0) + 1e-3)
+    cv.paint(cv.full, _cov(d_neck, px), skin * 0.8, HELEN_ID["skin"], neck_depth, solid=True)
+    d_ears = _ellipse(x.abs(), y, fc.fw + 0.01, fc.fcy + 0.02, 0.07, 0.15)
+    cv.paint(cv.full, _cov(d_ears, px), skin * 0.95, HELEN_ID["skin"], zc - 0.2 * fc.rz, solid=True)
+    yy = y - fc.fcy
+    lower = (yy / fc.fb).clamp(0, 1)
+    wy = fc.fw * (1 - fc.jaw * lower ** 2 * (0.6 + 0.4 * lower))
+    hy = torch.where(yy > 0, fc.fb, fc.ft)
+    d_face = _ellipse(x, yy, 0.0, 0.0, wy, hy)
+    rf2 = (x / wy) ** 2 + (yy / hy) ** 2
+    face_depth = zc - fc.rz * torch.sqrt((1 - rf2).clamp(min=0) + 1e-4)
+    cov_face = _cov(d_face, px)
+    cv.paint(cv.full, cov_face, skin, HELEN_ID["skin"], face_depth, solid=True)
+    return d_face, cov_face
+
+
+def _paint_face_relief_and_makeup(cv: _Canvas, fc: _Face, inside: Tensor) -> None:
+    """Shape cheeks, chin, brow ridge, eye sockets and lips' surroundings; paint blush, eye bags and eye shadow."""
+    P, x, y, fw, es, erx, ery, ye = fc.P, cv.full.x, cv.full.y, fc.fw, fc.es, fc.erx, fc.ery, fc.ye
+    xa = x.abs()
+    relief = -(0.003 + 0.006 * P["cheekbones"]) * _gauss(xa, y, 0.55 * fw, ye + 0.2, 0.16, 0.14)
+    relief -= 0.004 * _gauss(x, y, 0.0, fc.fb + fc.fcy - 0.08, 0.14, 0.08)  # chin
+    relief -= 0.005 * _gauss(xa, y, es, ye - 0.1, 0.16, 0.05)  # brow ridge
+    relief += 0.007 * _gauss(xa, y, es, ye, erx * 1.1, 0.075)  # eye sockets
+    relief -= 0.006 * _gauss(x, y, 0.0, fc.ym, fc.mw * 1.1, 0.07)  # lips push forward
+    cv.add_depth(cv.full, relief * inside)
+    skin = fc.C["skin"]
+    blush = _gauss(xa, y, 0.55 * fw, ye + 0.2, 0.13, 0.1)
+    cv.paint(cv.full, blush * (0.4 * P["blush"]) * inside, _rgb(0.95, 0.45, 0.5))
+    bags = _gauss(xa, y, es, ye + ery + 0.035, erx * 0.9, 0.02)
+    cv.paint(cv.full, bags * (0.35 * P["eye_bags"]), skin * _rgb(0.7, 0.6, 0.65))
+    shadow = _gauss(xa, y, es, ye - ery - 0.02, erx * 1.1, 0.035)
+    cv.paint(cv.full, shadow * (0.6 * P["eye_shadow"]), fc.C["shadow"])
+
+
+def _paint_beard_and_moustache(cv: _Canvas, fc: _Face, d_face: Tensor) -> None:
+    """Paint beard (full or goatee) and moustache as darker albedo on the skin (labels stay skin)."""
+    P, x, y, px = fc.P, cv.full.x, cv.full.y, cv.px
+    beard_amt = _smoothstep(0.45, 0.6, P["beard"]) * 0.9
+    moustache_amt = _smoothstep(0.45, 0.6, P["moustache"]) * 0.9
+    if not (beard_amt > 0).any() and not (moustache_amt > 0).any():
+        return  # zero coverage would leave the canvas unchanged
+    line, opening, up_th = fc.mouth_line(x)
+    stubble = 0.92 + 0.08 * torch.sin(157 * x + 3 * fc.J["strand"]) * torch.sin(149 * y + 40 * x * x)
+    colour = fc.C["hair"] * 0.8 * stubble
+    full = (_smoothstep(fc.yn - 0.02, fc.yn + 0.10, y)
+            * (1 - _smoothstep(0.0, 0.05, (fc.ye + 0.25) - y + x.abs() * 0.3)))
+    goatee = torch.exp(-((x / (fc.mw * 0.9)) ** 4)) * _smoothstep(line + 0.02, line + 0.08, y)
+    region = torch.lerp(goatee, torch.maximum(full, goatee), _smoothstep(0.3, 0.4, P["beard_coverage"]))
+    cv.paint(cv.full, _cov(d_face, px) * region * beard_amt, colour)
+    top = line - opening / 2 - up_th
+    d_moustache = _band(x, y, top - 0.055, top + 0.01, fc.mw * 1.1)
+    cv.paint(cv.full, _cov(d_moustache, 3 * px) * moustache_amt, colour)
+
+
+def _paint_brows(cv: _Canvas, fc: _Face) -> None:
+    """Paint both eyebrows (arched strokes thinning towards the temples), slightly raised."""
+    P, w = fc.P, cv.window(-0.45, 0.45, -0.40, -0.12)
+    colour = torch.lerp(fc.C["hair"], torch.full_like(fc.C["hair"], 0.12), 0.35) * 0.8
+    half = fc.erx * 1.35
+    yb = fc.ye - (0.12 + 0.05 * (P["brow_height"] - 0.5)) - 0.02
+    arch = 0.01 + 0.05 * P["brow_arch"]
+    for side, label in ((-1, HELEN_ID["right_brow"]), (1, HELEN_ID["left_brow"])):  # subject's right = image left
+        dx = (w.x - side * (fc.es + 0.01)) * side  # > 0 towards the temple
+        yc = yb - arch * (1 - ((dx + 0.3 * half) / (1.3 * half)) ** 2)
+        th = (0.028 + 0.03 * P["brow_thickness"]) * (1 - 0.45 * ((dx / half).clamp(0, 1)))
+        cov = _cov(torch.maximum((w.y - yc).abs() - th / 2, dx.abs() - half), cv.px)
+        cv.paint(w, cov, colour, label)
+        cv.add_depth(w, -0.002 * cov)
+
+
+def _paint_eyes(cv: _Canvas, fc: _Face) -> None:
+    """Paint both eyes: almond sclera between parabolic lids, iris, pupil and lash line."""
+    P, w, px, erx, ery = fc.P, cv.window(-0.4, 0.4, -0.24, 0.06), cv.px, fc.erx, fc.ery
+    sclera, pupil, lashes = _rgb(0.92, 0.9, 0.88), torch.full((1, 3, 1, 1), 0.05), torch.full((1, 3, 1, 1), 0.08)
+    for side, label in ((-1, HELEN_ID["right_eye"]), (1, HELEN_ID["left_eye"])):
+        cx = side * fc.es
+        dx = (w.x - cx) * side
+        t = 1 - (dx / erx) ** 2
+        yc = fc.ye - 0.015 * (dx / erx)  # outer corners slightly up
+        y_up, y_lo = yc - ery * t, yc + 0.75 * ery * t
+        cov_eye = _cov(torch.maximum(torch.maximum(y_up - w.y, w.y - y_lo), dx.abs() - erx), px)
+        cv.paint(w, cov_eye, sclera, label)
+        ir = 0.55 * erx
+        ix, iy = cx + 0.25 * erx * fc.J["gaze_x"], fc.ye + 0.1 * ery * fc.J["gaze_y"]
+        cv.paint(w, _cov(_ellipse(w.x, w.y, ix, iy, ir, ir), px) * cov_eye, fc.C["iris"])
+        cv.paint(w, _cov(_ellipse(w.x, w.y, ix, iy, 0.45 * ir, 0.45 * ir), px) * cov_eye, pupil)
+        lash = torch.maximum((w.y - (y_up + 0.004)).abs() - (0.006 + 0.006 * P["eye_shadow"]), dx.abs() - erx * 1.05)
+        cv.paint(w, _cov(lash, px) * 0.85, lashes)
+
+
+def _paint_nose(cv: _Canvas, fc: _Face, inside: Tensor) -> None:
+    """Shape the nose (ridge widening to the tip, nostril wings) and paint it, slightly redder, with nostrils."""
+    P, w, px, ye, yn, nwid = fc.P, cv.window(-0.3, 0.3, -0.15, 0.5), cv.px, fc.ye, fc.yn, fc.nwid
+    x, y = w.x, w.y
+    inside = inside[:, :, w.rows, w.cols]
+    frac = ((y - (ye - 0.02)) / (yn - ye + 0.02)).clamp(0, 1.2)
+    width_y = nwid * (0.38 + 0.62 * _smoothstep(0.0, 1.0, frac))
+    point = P["nose_pointiness"]
+    amount = (0.010 + 0.010 * P["nose_relief"]) * (0.7 + 0.3 * point)
+    profile = frac.clamp(0, 1) ** 1.1 * torch.exp(-((y - yn).clamp(min=0) / (0.035 - 0.012 * point)) ** 2)
+    ridge = torch.exp(-(x / (0.45 * width_y + 0.012)) ** 2)
+    tip = _gauss(x, y, 0.0, yn - 0.02, 0.55 * nwid, 0.05 - 0.015 * point)
+    wings = _gauss(x.abs(), y, 0.75 * nwid, yn - 0.005, 0.35 * nwid, 0.03)
+    cv.add_depth(w, -(amount * (profile * ridge + 0.35 * tip) + 0.004 * wings) * inside)
+    d_nose = torch.maximum(torch.maximum(x.abs() - width_y, (ye + 0.02) - y), y - (yn + 0.01))
+    d_nose = torch.minimum(d_nose, _ellipse(x, y, 0.0, yn - 0.02, nwid * 1.05, 0.045))
+    skin = fc.C["skin"]
+    cv.paint(w, _cov(d_nose, px) * inside, skin * _rgb(1.0, 0.95, 0.93), HELEN_ID["nose"])
+    d_nostrils = _ellipse(x.abs(), y, 0.45 * nwid, yn + 0.008, 0.028, 0.013)
+    cv.paint(w, _cov(d_nostrils, px) * 0.7 * inside, skin * 0.35)
+
+
+def _paint_mouth(cv: _Canvas, fc: _Face, inside: Tensor) -> None:
+    """Paint upper and lower lips and the opening between them (teeth in its upper part), a little hollow."""
+    w, px, mw, lips = cv.window(-0.3, 0.3, 0.1, 0.65), cv.px, fc.mw, fc.C["lips"]
+    x, y = w.x, w.y
+    line, opening, up_th = fc.mouth_line(x)
+    prof = torch.sqrt((1 - (x / mw) ** 2).clamp(min=0))
+    lo_th = (0.042 + 0.036 * fc.P["lip_thickness"]) * (0.25 + 0.75 * prof)
+    d_inner = _band(x, y, line - opening / 2, line + opening / 2, mw * 0.92)
+    cov_inner = _cov(d_inner, px)
+    cv.add_depth(w, 0.004 * cov_inner * inside[:, :, w.rows, w.cols])
+    cv.paint(w, _cov(_band(x, y, line - opening / 2 - up_th, line - opening / 2 + 0.004, mw), px), lips * 0.92,
+             HELEN_ID["upper_lip"])
+    cv.paint(w, _cov(_band(x, y, line + opening / 2 - 0.004, line + opening / 2 + lo_th, mw * 0.97), px), lips,
+             HELEN_ID["lower_lip"])
+    teeth = _cov(_band(x, y, line - opening / 2, line - opening / 2 + 0.45 * opening, mw * 0.7), px)
+    cv.paint(w, cov_inner, torch.lerp(_rgb(0.28, 0.05, 0.07), _rgb(0.92, 0.9, 0.84), teeth), HELEN_ID["inner_mouth"])
+    cv.paint(w, _cov((y - line).abs() - 0.004, px) * _cov(x.abs() - mw, px) * 0.6, lips * 0.45)
+
+
+def _paint_front_hair(cv: _Canvas, fc: _Face, d_back: Tensor, hair_depth: Tensor, texture: Tensor,
+                      cov_face: Tensor) -> None:
+    """Paint the hair in front of the head: cap above the hairline, bangs over the forehead, long side locks."""
+    P, x, y = fc.P, cv.full.x, cv.full.y
+    part = 0.6 * (P["hair_parting"] - 0.5)
+    hairline = (fc.fcy - fc.ft * (0.55 + 0.35 * P["hairline"] * (P["bangs"] <= 0.5).float())
+                + 0.35 * (x - part).abs() ** 1.6 * (1 + 0.6 * P["hairline"]))
+    bang_y = fc.ye - 0.20 + 0.08 * P["bangs"] - 0.12 * (x - part) * torch.sign(part + 1e-6)
+    hairline = torch.where(P["bangs"] > 0.5, torch.maximum(hairline, bang_y), hairline)
+    d_cap = torch.maximum(y - hairline, _ellipse(x, y, 0.0, fc.hcy, fc.hw - 0.02, fc.hh - 0.02))
+    d_cap = torch.where(P["baldness"] > 0.5, torch.full_like(d_cap, 1.0), d_cap)
+    locks = torch.maximum(torch.maximum(fc.fw * 0.83 - x.abs(), y - fc.length_y), (fc.ye - 0.1) - y)
+    locks = torch.maximum(locks, (0.45 - P["hair_length"]) * 2)  # side locks only for long hair
+    d_front = torch.minimum(d_cap, torch.maximum(locks, d_back))
+    cap_depth = torch.minimum(cv.depth, hair_depth) - 0.004 - 0.012 * P["hair_volume"] * cov_face
+    cv.paint(cv.full, _cov(d_front, cv.px), texture, HELEN_ID["hair"], cap_depth, solid=True)
+
+
+def _paint_eyeglasses(cv: _Canvas, fc: _Face) -> Tensor:
+    """Paint eyeglass frames (rings around the eyes, bridge, temples) over the parts, whose labels stay; returns
+    their coverage [B,1,H,W]."""
+    glasses = torch.zeros_like(cv.alpha)
+    worn = (fc.P["eyeglasses"] > 0.5).float()
+    if not worn.any():
+        return glasses
+    w, shape = cv.window(y0=-0.25, y1=0.1), fc.J["frame_shape"]
+    x, y, ye, es = w.x, w.y, fc.ye, fc.es
+    gx, gy = fc.erx * 1.6, 0.075 + 0.02 * shape
+    thick = 0.012 + 0.006 * (shape + 1)
+    rounded = 0.03 + 0.03 * (shape + 1)
+    frames = None
+    for side in (-1, 1):
+        qx, qy = (x - side * es).abs() - gx + rounded, (y - (ye + 0.01)).abs() - gy + rounded
+        box = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2) + torch.maximum(qx, qy).clamp(max=0) - rounded
+        ring = box.abs() - thick / 2
+        frames = ring if frames is None else torch.minimum(frames, ring)
+    bridge = _band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, es - gx + 0.01)
+    temples = torch.maximum(_band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, fc.fw - 0.01),
+                            (es + gx - 0.01) - x.abs())
+    frames = torch.minimum(frames, torch.minimum(bridge, temples))
+    cov = _cov(frames, cv.px) * worn * cv.alpha[:, :, w.rows, w.cols]
+    glasses[:, :, w.rows, w.cols] = cov
+    cv.paint(w, cov, fc.C["frame"])
+    return glasses
 
 
 def draw_faces(f: dict[str, Tensor], c: dict[str, Tensor], r: _Draws, res: int) -> dict[str, Tensor]:
     """Canonical albedo [B,3,H,W], depth [B,1,H,W], labels [B,H,W], opacity [B,1,H,W], eyeglasses [B,1,H,W]."""
-    b = len(f["sex"])
-    P = {k: v.float().view(b, 1, 1, 1) for k, v in f.items()}
-    C = {k: v.float().view(b, 3, 1, 1) for k, v in c.items()}
-    jitter = {k: r.u(-1, 1).float().view(b, 1, 1, 1) for k in ("gaze_x", "gaze_y", "tilt", "strand", "frame_shape")}
-    u, v = pixel_coords(res, res)
-    x, y = u.view(1, 1, 1, res), v.view(1, 1, res, 1)
-    px = 2.0 / res
-    tw = HALF_FOV_TAN
-    zc = HEAD_CENTRE_DEPTH
-    ID = HELEN_ID
-
-    # --- head geometry (normalised units; depth in world units)
-    fw = 0.47 + 0.10 * (P["face_width"] - 0.5)
-    ft = 0.66 * torch.ones_like(fw)
-    fb = 0.60 + 0.10 * (P["chin_length"] - 0.5)
-    fcy = 0.02
-    jaw = 0.42 - 0.30 * (P["jaw_width"] - 0.5)
-    yy = y - fcy
-    lower = (yy / fb).clamp(0, 1)
-    wy = fw * (1 - jaw * lower ** 2 * (0.6 + 0.4 * lower))
-    hy = torch.where(yy > 0, fb, ft)
-    dface = _ellipse(x, yy, 0.0, 0.0, wy, hy)
-    rf2 = (x / wy) ** 2 + (yy / hy) ** 2
-    rz = 0.95 * fw * tw
-    face_depth = zc - rz * torch.sqrt((1 - rf2).clamp(min=0) + 1e-4)
-
-    vol = 0.04 + 0.12 * P["hair_volume"]
-    hw, hh = fw + 0.05 + vol, ft + 0.02 + vol
-    hcy = fcy - 0.06
-    length_y = -0.05 + 1.25 * P["hair_length"]  # where the hair ends below
-    hyc = torch.minimum(y - hcy, torch.zeros_like(y))  # ellipsoid above hcy, a column below (long hair)
-    widen = 1 + 0.25 * ((y - hcy).clamp(min=0) * P["hair_length"])
-    d_hair_back = torch.maximum(_ellipse(x / widen, hyc, 0.0, 0.0, hw, hh) * widen, y - length_y)
-    bald = P["baldness"]
-    fringe = torch.maximum(torch.maximum(d_hair_back, -0.1 - y), torch.maximum(y - 0.2, x.abs() - fw - 0.05))
-    d_hair_back = torch.where(bald > 0.5, fringe, d_hair_back)  # bald: a fringe above the ears only
-    rh2 = (x / (hw * widen)) ** 2 + (hyc / hh) ** 2
-    hair_depth = zc - 0.8 * hw * tw * torch.sqrt((1 - rh2).clamp(min=0) + 1e-3)
-
-    base_depth = zc + 0.02 * torch.ones(b, 1, res, res)
-    canvas = _Canvas(torch.lerp(C["hair"], C["skin"], (bald > 0.5).float()).expand(b, 3, res, res).clone(),
-                     base_depth, b, res, res)
-    strands = 1 + 0.10 * torch.sin(70 * torch.atan2(x - 0.3 * (P["hair_parting"] - 0.5), y - hcy + 0.9)
-                                   + 6 * jitter["strand"])
-    hair_tex = (C["hair"] * strands).clamp(0, 1)
-    canvas.paint(_cov(d_hair_back, px), hair_tex * 0.85, ID["hair"], hair_depth, solid=True)
-
-    # neck and ears (skin)
-    nw = 0.48 * fw
-    d_neck = torch.maximum((x.abs() - nw), fcy + 0.3 - y)
-    neck_depth = zc + 0.01 - 0.8 * nw * tw * torch.sqrt((1 - (x / nw) ** 2).clamp(min=0) + 1e-3)
-    canvas.paint(_cov(d_neck, px), C["skin"] * 0.8, ID["skin"], neck_depth, solid=True)
-    ear_y = fcy + 0.02
-    d_ears = _ellipse(x.abs(), y, fw + 0.01, ear_y, 0.07, 0.15)
-    canvas.paint(_cov(d_ears, px), C["skin"] * 0.95, ID["skin"], (zc - 0.2 * rz).expand(b, 1, res, res), solid=True)
-
-    # face oval
-    cov_face = _cov(dface, px)
-    canvas.paint(cov_face, C["skin"], ID["skin"], face_depth, solid=True)
-    inside = _cov(dface + 0.03, px)  # well inside the face
-
-    # --- features: positions
-    ye = fcy - 0.10 + 0.03 * jitter["tilt"]
-    es = fw * (0.40 + 0.08 * (P["eye_spacing"] - 0.5))
-    erx = 0.095 + 0.03 * (P["eye_size"] - 0.5)
-    ery = erx * (0.28 + 0.32 * P["eye_openness"]) * (1 - 0.25 * (P["smile"] - 0.5).clamp(min=0))
-    yn = ye + 0.27 + 0.08 * (P["nose_length"] - 0.5)
-    ym = yn + 0.08 + 0.5 * (fb + fcy - yn) * 0.55
-    mw = 0.15 + 0.05 * (P["mouth_width"] - 0.5) + 0.02 * P["smile"]
-
-    relief = torch.zeros(b, 1, res, res)
-    # cheekbones / cheeks and chin
-    cheek = torch.exp(-(((x.abs() - 0.55 * fw) / 0.16) ** 2 + ((y - (ye + 0.2)) / 0.14) ** 2))
-    relief -= (0.003 + 0.006 * P["cheekbones"]) * cheek
-    relief -= 0.004 * torch.exp(-((x / 0.14) ** 2 + ((y - (fb + fcy - 0.08)) / 0.08) ** 2))  # chin
-    # brow ridge and eye sockets
-    relief -= 0.005 * torch.exp(-(((x.abs() - es) / 0.16) ** 2 + ((y - (ye - 0.1)) / 0.05) ** 2))
-    socket = torch.exp(-(((x.abs() - es) / (erx * 1.1)) ** 2 + ((y - ye) / 0.075) ** 2))
-    relief += 0.007 * socket
-
-    # nose: a ridge widening to the tip, nostril wings
-    nrange = (yn - ye + 0.02)
-    frac = ((y - (ye - 0.02)) / nrange).clamp(0, 1.2)
-    nwid = 0.065 + 0.035 * (P["nose_width"] - 0.5)
-    width_y = nwid * (0.38 + 0.62 * _smoothstep(0.0, 1.0, frac))
-    point = P["nose_pointiness"]
-    nose_amt = (0.010 + 0.010 * P["nose_relief"]) * (0.7 + 0.3 * point)
-    profile = frac.clamp(0, 1) ** 1.1 * torch.exp(-((y - yn).clamp(min=0) / (0.035 - 0.012 * point)) ** 2)
-    ridge = torch.exp(-(x / (0.45 * width_y + 0.012)) ** 2)
-    tip = torch.exp(-((x / (0.55 * nwid)) ** 2 + ((y - (yn - 0.02)) / (0.05 - 0.015 * point)) ** 2))
-    wings = torch.exp(-(((x.abs() - 0.75 * nwid) / (0.35 * nwid)) ** 2 + ((y - (yn - 0.005)) / 0.03) ** 2))
-    relief -= nose_amt * (profile * ridge + 0.35 * tip) + 0.004 * wings
-    d_nose = torch.maximum(torch.maximum(x.abs() - width_y, (ye + 0.02) - y), y - (yn + 0.01))
-    d_nose = torch.minimum(d_nose, _ellipse(x, y, 0.0, yn - 0.02, nwid * 1.05, 0.045))
-
-    # mouth: a (smiling) centre line, lips above and below, opening between them
-    smile_lift = 0.07 * (P["smile"] - 0.35)
-    line = ym - smile_lift * (x / mw) ** 2
-    prof = torch.sqrt((1 - (x / mw) ** 2).clamp(min=0))
-    opening = 0.055 * (P["mouth_open"] - 0.3).clamp(min=0) * prof
-    up_th = (0.032 + 0.026 * P["lip_thickness"]) * (1 - 0.25 * torch.exp(-(x / 0.03) ** 2)) * (0.3 + 0.7 * prof)
-    lo_th = (0.036 + 0.036 * P["lip_thickness"]) * (0.25 + 0.75 * prof)
-    d_upper = _band(x, y, line - opening / 2 - up_th, line - opening / 2 + 0.004, mw)
-    d_lower = _band(x, y, line + opening / 2 - 0.004, line + opening / 2 + lo_th, mw * 0.97)
-    d_inner = _band(x, y, line - opening / 2, line + opening / 2, mw * 0.92)
-    relief -= 0.006 * torch.exp(-((x / (mw * 1.1)) ** 2 + ((y - ym) / 0.07) ** 2))
-    relief += 0.004 * _cov(d_inner, px)
-    canvas.depth = canvas.depth + relief * inside
-
-    # --- albedo details on the skin (before parts)
-    skin = C["skin"]
-    blush = torch.exp(-(((x.abs() - 0.55 * fw) / 0.13) ** 2 + ((y - (ye + 0.2)) / 0.1) ** 2))
-    canvas.paint(blush * (0.4 * P["blush"]) * inside, torch.tensor([0.95, 0.45, 0.5]).view(1, 3, 1, 1))
-    bags = torch.exp(-(((x.abs() - es) / (erx * 0.9)) ** 2 + ((y - (ye + ery + 0.035)) / 0.02) ** 2))
-    canvas.paint(bags * (0.35 * P["eye_bags"]), skin * torch.tensor([0.7, 0.6, 0.65]).view(1, 3, 1, 1))
-    shadow = torch.exp(-(((x.abs() - es) / (erx * 1.1)) ** 2 + ((y - (ye - ery - 0.02)) / 0.035) ** 2))
-    canvas.paint(shadow * (0.6 * P["eye_shadow"]), C["shadow"])
-
-    # beard / moustache (darker albedo, label stays skin)
-    stubble = 0.92 + 0.08 * torch.sin(157 * x + 3 * jitter["strand"]) * torch.sin(149 * y + 40 * x * x)
-    beard_col = C["hair"] * 0.8 * stubble
-    full = _smoothstep(yn - 0.02, yn + 0.10, y) * (1 - _smoothstep(0.0, 0.05, (ye + 0.25) - y + x.abs() * 0.3))
-    goatee = torch.exp(-((x / (mw * 0.9)) ** 4)) * _smoothstep(line + 0.02, line + 0.08, y)
-    beard_region = torch.lerp(goatee, torch.maximum(full, goatee), _smoothstep(0.3, 0.4, P["beard_coverage"]))
-    beard_amt = _smoothstep(0.45, 0.6, P["beard"]) * 0.9
-    canvas.paint(_cov(dface, px) * beard_region * beard_amt, beard_col)
-    mous = _band(x, y, line - opening / 2 - up_th - 0.055, line - opening / 2 - up_th + 0.01, mw * 1.1)
-    canvas.paint(_cov(mous, 3 * px) * _smoothstep(0.45, 0.6, P["moustache"]) * 0.9, beard_col)
-
-    # brows
-    for side, label in ((-1, ID["right_brow"]), (1, ID["left_brow"])):  # subject's right = image left
-        cx = side * (es + 0.01)
-        dx = (x - cx) * side  # > 0 towards the temple
-        bhw = erx * 1.35
-        yb = ye - (0.12 + 0.05 * (P["brow_height"] - 0.5)) - 0.02
-        arch_h = 0.01 + 0.05 * P["brow_arch"]
-        yc = yb - arch_h * (1 - ((dx + 0.3 * bhw) / (1.3 * bhw)) ** 2)
-        th = (0.018 + 0.03 * P["brow_thickness"]) * (1 - 0.45 * ((dx / bhw).clamp(0, 1)))
-        d_brow = torch.maximum((y - yc).abs() - th / 2, dx.abs() - bhw)
-        brow_col = torch.lerp(C["hair"], torch.full_like(C["hair"], 0.12), 0.35) * 0.8
-        canvas.paint(_cov(d_brow, px), brow_col, label)
-        canvas.depth = canvas.depth - 0.002 * _cov(d_brow, px)
-
-    # eyes: almond (lids as parabolas), white sclera, iris, dark pupil, lash line
-    for side, label in ((-1, ID["right_eye"]), (1, ID["left_eye"])):
-        cx = side * es
-        dx = (x - cx) * side
-        t = 1 - (dx / erx) ** 2
-        yc_e = ye - 0.015 * (dx / erx)  # outer corners slightly up
-        y_up = yc_e - ery * t
-        y_lo = yc_e + 0.75 * ery * t
-        d_eye = torch.maximum(torch.maximum(y_up - y, y - y_lo), dx.abs() - erx)
-        cov_eye = _cov(d_eye, px)
-        canvas.paint(cov_eye, torch.tensor([0.92, 0.9, 0.88]).view(1, 3, 1, 1), label)
-        ir = 0.55 * erx
-        ix, iy = cx + 0.25 * erx * jitter["gaze_x"], ye + 0.1 * ery * jitter["gaze_y"]
-        d_iris = _ellipse(x, y, ix, iy, ir, ir)
-        canvas.paint(_cov(d_iris, px) * cov_eye, C["iris"])
-        canvas.paint(_cov(_ellipse(x, y, ix, iy, 0.45 * ir, 0.45 * ir), px) * cov_eye,
-                     torch.full((1, 3, 1, 1), 0.05))
-        lash = torch.maximum((y - (y_up + 0.004)).abs() - (0.006 + 0.006 * P["eye_shadow"]), dx.abs() - erx * 1.05)
-        canvas.paint(_cov(lash, px) * 0.85, torch.full((1, 3, 1, 1), 0.08))
-
-    # nose albedo (slightly redder, dark nostrils)
-    cov_nose = _cov(d_nose, px) * inside
-    canvas.paint(cov_nose, skin * torch.tensor([1.0, 0.95, 0.93]).view(1, 3, 1, 1), ID["nose"])
-    d_nostrils = _ellipse(x.abs(), y, 0.45 * nwid, yn + 0.008, 0.028, 0.013)
-    canvas.paint(_cov(d_nostrils, px) * 0.7 * inside, skin * 0.35)
-
-    # lips and inner mouth (teeth in the upper part when open)
-    canvas.paint(_cov(d_upper, px), C["lips"] * 0.92, ID["upper_lip"])
-    canvas.paint(_cov(d_lower, px), C["lips"], ID["lower_lip"])
-    cov_inner = _cov(d_inner, px)
-    teeth = _cov(_band(x, y, line - opening / 2, line - opening / 2 + 0.45 * opening, mw * 0.7), px)
-    mouth_col = torch.lerp(torch.tensor([0.28, 0.05, 0.07]).view(1, 3, 1, 1).expand(b, 3, res, res),
-                           torch.tensor([0.92, 0.9, 0.84]).view(1, 3, 1, 1).expand(b, 3, res, res), teeth)
-    canvas.paint(cov_inner, mouth_col, ID["inner_mouth"])
-    canvas.paint(_cov((y - line).abs() - 0.004, px) * _cov(x.abs() - mw, px) * 0.6, C["lips"] * 0.45)
-
-    # front hair: cap above the hairline, bangs over the forehead, side locks for long hair
-    part = 0.6 * (P["hair_parting"] - 0.5)
-    hairline = (fcy - ft * (0.55 + 0.35 * P["hairline"] * (P["bangs"] <= 0.5).float())
-                + 0.35 * (x - part).abs() ** 1.6 * (1 + 0.6 * P["hairline"]))
-    bang_y = ye - 0.20 + 0.08 * P["bangs"] - 0.12 * (x - part) * torch.sign(part + 1e-6)
-    hairline = torch.where(P["bangs"] > 0.5, torch.maximum(hairline, bang_y), hairline)
-    d_cap = torch.maximum(y - hairline, _ellipse(x, y, 0.0, hcy, hw - 0.02, hh - 0.02))
-    d_cap = torch.where(bald > 0.5, torch.full_like(d_cap, 1.0), d_cap)
-    locks = torch.maximum(torch.maximum(fw * 0.83 - x.abs(), y - length_y), (ye - 0.1) - y)
-    locks = torch.maximum(locks, (0.45 - P["hair_length"]) * 2)  # side locks only for long hair
-    d_front = torch.minimum(d_cap, torch.maximum(locks, d_hair_back))
-    cap_depth = torch.minimum(canvas.depth, hair_depth) - 0.004 - 0.012 * P["hair_volume"] * cov_face
-    canvas.paint(_cov(d_front, px), hair_tex, ID["hair"], cap_depth, solid=True)
-
-    # eyeglasses: frame rings around the eyes, bridge, temples; labels unchanged
-    gx, gy = erx * 1.6, 0.075 + 0.02 * jitter["frame_shape"]
-    thick = 0.012 + 0.006 * (jitter["frame_shape"] + 1)
-    rounded = 0.03 + 0.03 * (jitter["frame_shape"] + 1)
-    frames = torch.full_like(canvas.depth, 10.0)
-    for side in (-1, 1):
-        qx, qy = (x - side * es).abs() - gx + rounded, (y - (ye + 0.01)).abs() - gy + rounded
-        box = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2) + torch.maximum(qx, qy).clamp(max=0) - rounded
-        frames = torch.minimum(frames, box.abs() - thick / 2)
-    bridge = _band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, es - gx + 0.01)
-    temples = torch.maximum(_band(x, y, ye - 0.03 - thick / 2, ye - 0.03 + thick / 2, fw - 0.01),
-                            (es + gx - 0.01) - x.abs())
-    frames = torch.minimum(frames, torch.minimum(bridge, temples))
-    glasses = _cov(frames, px) * (P["eyeglasses"] > 0.5).float() * canvas.alpha
-    canvas.paint(glasses, C["frame"])
-
-    return {"albedo": canvas.albedo.clamp(0, 1), "depth": canvas.depth, "labels": canvas.labels,
-            "alpha": canvas.alpha, "eyeglasses": glasses}
+    fc = _Face(f, c, r)
+    b, zc = len(f["sex"]), HEAD_CENTRE_DEPTH
+    bald = (fc.P["baldness"] > 0.5).float()
+    cv = _Canvas(torch.lerp(fc.C["hair"], fc.C["skin"], bald).expand(b, 3, res, res).clone(),
+                 torch.full((b, 1, res, res), zc + 0.02), res)
+    d_back, hair_depth, texture = _paint_hair_back(cv, fc)
+    d_face, cov_face = _paint_head_and_neck(cv, fc)
+    inside = _cov(d_face + 0.03, cv.px)  # well inside the face
+    _paint_face_relief_and_makeup(cv, fc, inside)
+    _paint_beard_and_moustache(cv, fc, d_face)
+    _paint_brows(cv, fc)
+    _paint_eyes(cv, fc)
+    _paint_nose(cv, fc, inside)
+    _paint_mouth(cv, fc, inside)
+    _paint_front_hair(cv, fc, d_back, hair_depth, texture, cov_face)
+    glasses = _paint_eyeglasses(cv, fc)
+    depth = zc + FACE_ZOOM * (cv.depth - zc)  # the face is drawn FACE_ZOOM times larger: scale its relief alike
+    return {"albedo": cv.albedo.clamp(0, 1), "depth": depth, "labels": cv.labels, "alpha": cv.alpha,
+            "eyeglasses": glasses}
 
 
 def background_images(c: dict[str, Tensor], r: _Draws, res: int) -> Tensor:
@@ -572,7 +670,7 @@ class SynthFaces(Dataset):
         """Ray-march steps for the worst view of the pose range (fixed, so results do not depend on the batch)."""
         yaw, pitch = (math.radians(a) for a in self.pose_range[:2])
         slope = math.sqrt(math.tan(yaw) ** 2 + math.tan(pitch) ** 2) + 0.1
-        extent = slope * 0.10 / HALF_FOV_TAN * self.resolution / 2  # slab depth <= ~0.1 world units
+        extent = slope * 0.10 * FACE_ZOOM / HALF_FOV_TAN * self.resolution / 2  # slab depth <= ~0.11 world units
         return max(4, math.ceil(extent / step_px))
 
     def __len__(self) -> int:

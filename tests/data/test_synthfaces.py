@@ -155,3 +155,17 @@ def test_extreme_pose_range_renders_whole_faces():
     fg = batch["mask"][:, 0] >= 0.5
     assert (fg.flatten(1).float().mean(1) > 0.2).all()
     assert ((batch["labels"] > 0) == fg).all()
+
+
+def test_faces_fill_the_frame_like_face_crops():
+    ds = SynthFaces(resolution=32, length=256, seed=5)
+    labels = ds.batch(range(256))["labels"]
+    share = torch.bincount(labels.flatten(), minlength=len(HELEN_CLASSES)).double() / labels.numel()
+
+    def s(*names):
+        return sum(share[HELEN_ID[n]].item() for n in names)
+
+    assert 0.22 < s("background") < 0.42 and 0.26 < s("skin") < 0.42 and 0.15 < s("hair") < 0.33
+    assert s("nose") > 0.010 and s("upper_lip", "lower_lip", "inner_mouth") > 0.010
+    for name in ("left_eye", "right_eye", "left_brow", "right_brow"):
+        assert s(name) > 0.0017, (name, s(name))
