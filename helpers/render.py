@@ -266,7 +266,16 @@ def _remarch_silhouette(a: Tensor, b: Tensor, surface: Tensor, s0: Tensor, ds: T
     fine_hit = fine_first > 0
     width = torch.where(fine_hit, sub, ds)
     sa = torch.where(fine_hit, s0 + ds * start + sub * (fine_first - 1).clamp(min=0), s0 + ds * (first - 1).clamp(min=0))
-    return sa, width, found | fine_hit
+    hit = found | fine_hit
+    # A miss that most of its 8 neighbours hit is almost always a crossing outside the window above (a thin corner
+    # at a steep silhouette): march those few rays over the whole slab with the fine step.
+    neighbours_hit = F.avg_pool2d(hit[:, None].to(a.dtype), 3, 1, 1, count_include_pad=False)[:, 0] * 9
+    enclosed = ~hit & (neighbours_hit >= 5)
+    whole_first = _march_selected(a, b, surface, s0, sub, steps * fine, t, enclosed)
+    whole_hit = whole_first > 0
+    sa = torch.where(whole_hit, s0 + sub * (whole_first - 1).clamp(min=0), sa)
+    width = torch.where(whole_hit, sub, width)
+    return sa, width, hit | whole_hit
 
 
 def _find_root(a: Tensor, b: Tensor, surface: Tensor, z0: Tensor, z1: Tensor, t: float,
