@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data.convert import (
-    BadItem, ConversionError, Item, Report, add_common_args, convert, load_gray, load_rgb, resize_image,
+    BadItem, ConversionError, Item, Report, add_common_args, add_split_args, convert, load_gray, load_rgb, resize_image,
     resize_labels, run_main, seeded_split,
 )
 from helpers.data.labels import HELEN_CLASSES
@@ -121,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_args(parser, default_resolution=128)
     parser.add_argument("--crop", choices=("center", "pad"), default="center",
                         help="square box: centre crop to the shorter side (default) or zero pad to the longer")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fallback random split (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="fallback split: validation fraction")
-    parser.add_argument("--test-fraction", type=float, default=0.05, help="fallback split: test fraction")
+    add_split_args(parser, fallback=True)
     return parser
 
 

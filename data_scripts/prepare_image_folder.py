@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from helpers.data.convert import (
-    ConversionError, Item, Report, add_common_args, convert, load_rgb, resize_image, run_main, seeded_split,
+    ConversionError, Item, Report, add_common_args, add_split_args, convert, load_rgb, resize_image, run_main, seeded_split,
 )
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -43,9 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_args(parser, default_resolution=128)
     parser.add_argument("--crop", choices=("center", "pad"), default="center",
                         help="square box: centre crop to the shorter side (default) or zero pad to the longer")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="validation fraction (default 0.05)")
-    parser.add_argument("--test-fraction", type=float, default=0.05, help="test fraction (default 0.05)")
+    add_split_args(parser, fallback=False)
     return parser
 
 

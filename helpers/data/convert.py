@@ -131,6 +131,14 @@ def add_common_args(parser, default_resolution: int = 128) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_split_args(parser, fallback: bool) -> None:
+    """--seed, --val-fraction, --test-fraction of a seeded random split (`fallback`: used only without split files)."""
+    what = "fallback random split" if fallback else "random split"
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the {what} (default 0)")
+    parser.add_argument("--val-fraction", type=float, default=0.05, help=f"{what}: validation fraction (default 0.05)")
+    parser.add_argument("--test-fraction", type=float, default=0.05, help=f"{what}: test fraction (default 0.05)")
+
+
 @dataclass
 class Item:
     """One source image to convert: its name (names.txt), split tag (None: unknown -> BadItem), loader payload."""
