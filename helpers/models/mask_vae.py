@@ -1,0 +1,383 @@
+"""The semantic-parts VAE of paper 001 (Fontanini et al., ICIAP 2023): encode, relate, decode and edit mask parts.
+
+A segmentation mask, one-hot [B, C, H, W], is encoded part by part by ONE MLP shared by all channels (Sec. 3.1),
+each part code is a Gaussian (mu, log-variance) of `latent` dims; the C part codes are read as a sequence by an
+LSTM ("relation block"), re-arranged by a feed-forward block, reshaped to C maps of grid x grid and decoded by a
+convolutional decoder into C logits per pixel. Loss: class-weighted cross-entropy (Eq. 1-2) + lambda * KL (Eq. 3).
+Editing (Sec. 4.2): generate a part from N(0, I), perturb it, or interpolate it between two masks (Eq. 4).
+
+Choices made here, on purpose (the paper text, the released demo and this book differ):
+
+- Channels. `num_classes` counts the background: channel 0 is the background and is one more part of the sequence
+  (the demo drops it and keeps 18 of CelebAMask-HQ's 19 classes). Keeping it makes the output a complete
+  C-way softmax, the label map is simply argmax over channels, and Eq. 1 has a weight for every label, background
+  included. Data: `parts` = one-hot of `labels` with background, e.g. OneHotParts(C, drop_background=False).
+- Encoder widths. The paper text says every encoder layer has 256 units; the released demo uses
+  (H*W) -> 1024 -> 512 -> 256 with 256 -> 256 mean / log-variance heads. We follow the demo (`mlp_hidden=(1024, 512)`)
+  because an H*W = 65536 -> 256 first layer is a much harsher bottleneck than anything else in the model; the
+  paper's version is `mlp_hidden=(256, 256)`. The demo resizes masks to 128x128 before flattening; we flatten the
+  mask at its own resolution, as the paper writes (M in R^{C x H^2}).
+- LSTM initial states are zeros (PyTorch's default). The demo draws random initial states at every decode, which
+  makes decoding random; zeros make `decode` a deterministic function of the codes.
+- `lstm="none"` (Table 1, row 1) removes only the LSTM: the feed-forward block is kept and reads the codes directly.
+- Decoder. 1x1 conv C -> widths[0], four residual blocks (GroupNorm, SiLU, conv3x3, GroupNorm, SiLU, conv3x3 with
+  the last conv zero-initialised, 1x1 skip when the width changes), then GroupNorm, SiLU and a 1x1 conv to C logits
+  (the usual output head of such decoders). The paper's blocks all upsample x2 (16 -> 256); at a lower resolution
+  only the LAST log2(resolution / grid) blocks upsample (64 px: blocks 3 and 4; 32 px: block 4), so the first blocks
+  run at grid x grid, where they are widest and cheapest.
+- Loss normalisation. The cross-entropy is the MEAN over pixels of w[y] * CE (not PyTorch's weighted mean, which
+  divides by the sum of the weights, and not the sum of Eq. 2). The KL is summed over latent dims and parts and
+  averaged over the batch. lambda = 0.0005 is meant for a per-pixel mean: the demo uses a mean-reduced CE; with the sum
+  of Eq. 2 (65536 pixels at 256 px) the KL would be scaled down by another 65536 and have no effect.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..train import Phase, TrainSpec
+
+LSTM_KINDS = ("bi", "uni", "none")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class MaskVAEConfig:
+    """Every setting of the mask VAE (JSON-able through dataclasses.asdict)."""
+
+    num_classes: int = 19  # mask channels, background (channel 0) included: 19 CelebAMask-HQ, 11 HELEN/SynthFaces
+    resolution: int = 256  # side of the input and output masks
+    mlp_hidden: tuple[int, ...] = (1024, 512)  # encoder hidden widths: (H*W) -> *mlp_hidden -> latent, ReLU each
+    latent: int = 256  # dims of one part code (mean and log-variance heads latent -> latent)
+    lstm: str = "bi"  # relation block: "bi" (bidirectional), "uni" or "none"
+    lstm_layers: int = 3
+    lstm_hidden: int = 256
+    ff_hidden: int = 1024  # feed-forward block: in -> ff_hidden -> latent (GELU) + residual linear in -> latent
+    grid: int = 16  # a part code becomes a grid x grid map: latent == grid * grid
+    decoder_widths: tuple[int, ...] = (512, 256, 128, 64, 32)  # input width, then the output of each residual block
+    weighted_ce: bool = True  # class weights of Eq. 1 in the cross-entropy (False: standard cross-entropy)
+    kl_weight: float = 0.0005  # lambda of Eq. 3
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.lstm not in LSTM_KINDS:
+            errors.append(f"lstm={self.lstm!r}: allowed {LSTM_KINDS}")
+        if self.latent != self.grid * self.grid:
+            errors.append(f"latent={self.latent} must equal grid * grid = {self.grid * self.grid}")
+        blocks = len(self.decoder_widths) - 1
+        ups = self.upsamplings if self.resolution >= self.grid else -1
+        if blocks < 1:
+            errors.append("decoder_widths needs at least 2 entries (input width and one block)")
+        elif ups < 0 or self.grid * 2 ** ups != self.resolution or ups > blocks:
+            errors.append(f"resolution={self.resolution} must be grid * 2**k with k <= {blocks} (grid={self.grid})")
+        if self.num_classes < 2:
+            errors.append(f"num_classes={self.num_classes}: need at least 2")
+        if self.lstm != "none" and self.lstm_layers < 1:
+            errors.append(f"lstm_layers={self.lstm_layers}: need at least 1")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def upsamplings(self) -> int:
+        """Number of x2 upsamplings from grid to resolution."""
+        return max(0, round(math.log2(self.resolution / self.grid)))
+
+    @property
+    def relation_width(self) -> int:
+        """Width of the relation block's output, the input of the feed-forward block."""
+        return {"bi": 2 * self.lstm_hidden, "uni": self.lstm_hidden, "none": self.latent}[self.lstm]
+
+
+def paper_config(num_classes: int = 19) -> MaskVAEConfig:
+    """The paper's model (CelebAMask-HQ: 19 classes at 256x256), encoder widths of the released demo."""
+    return MaskVAEConfig(num_classes=num_classes)
+
+
+def scaled_config(num_classes: int, resolution: int, width: int) -> MaskVAEConfig:
+    """The model of a profile: only the resolution, the encoder MLP widths and the decoder widths are scaled.
+
+    mlp_hidden = (8w, 4w); decoder_widths = (4w, 2w, w, w/2, w/4), each at least 4. The paper profile's width 128
+    gives the paper's (1024, 512) and (512, 256, 128, 64, 32). Latent (256), grid (16), LSTM (3 bidirectional layers,
+    hidden 256), feed-forward (1024), loss and KL weight stay the paper's.
+    """
+    w = int(width)
+    return MaskVAEConfig(
+        num_classes=num_classes, resolution=resolution, mlp_hidden=(8 * w, 4 * w),
+        decoder_widths=tuple(max(4, c) for c in (4 * w, 2 * w, w, w // 2, w // 4)),
+    )
+
+
+# Table 1 of the paper, as overrides of a base config (rows in the table's order).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "w/o LSTM block": dict(lstm="none", weighted_ce=False),
+    "1 LSTM w/o bidir w/o weighted CE": dict(lstm="uni", lstm_layers=1, weighted_ce=False),
+    "3 LSTMs w/o bidir w/o weighted CE": dict(lstm="uni", lstm_layers=3, weighted_ce=False),
+    "3 LSTMs w/o bidir": dict(lstm="uni", lstm_layers=3, weighted_ce=True),
+    "3 LSTMs w/o weighted CE": dict(lstm="bi", lstm_layers=3, weighted_ce=False),
+    "full": dict(lstm="bi", lstm_layers=3, weighted_ce=True),
+}
+
+# The paper's Table 1 (CelebAMask-HQ, 256 px): mIoU and pixel accuracy in percent, per configuration.
+PAPER_TABLE1: dict[str, tuple[float, float]] = {
+    "w/o LSTM block": (68.49, 94.24),
+    "1 LSTM w/o bidir w/o weighted CE": (68.15, 93.85),
+    "3 LSTMs w/o bidir w/o weighted CE": (67.35, 90.91),
+    "3 LSTMs w/o bidir": (68.34, 90.94),
+    "3 LSTMs w/o weighted CE": (69.56, 92.12),
+    "full": (70.31, 92.39),
+}
+
+
+def ablation(base: MaskVAEConfig, name: str) -> MaskVAEConfig:
+    """The Table 1 variant `name` of `base` (all other settings unchanged)."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}")
+    return dataclasses.replace(base, **ABLATIONS[name])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Networks
+
+
+def group_count(width: int, most: int = 32) -> int:
+    """GroupNorm groups: the largest divisor of `width` not above `most`."""
+    return next(g for g in range(min(most, width), 0, -1) if width % g == 0)
+
+
+class PartEncoder(nn.Module):
+    """One MLP shared by all parts: each flattened channel -> (mu, logvar) of `latent` dims (Sec. 3.1)."""
+
+    def __init__(self, pixels: int, hidden: tuple[int, ...], latent: int):
+        super().__init__()
+        widths = [pixels, *hidden, latent]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.mlp = nn.Sequential(*layers)
+        self.mu = nn.Linear(latent, latent)
+        self.logvar = nn.Linear(latent, latent)
+
+    def forward(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c = masks.shape[:2]
+        h = self.mlp(masks.reshape(b, c, -1))
+        return self.mu(h), self.logvar(h)
+
+
+class RelationBlock(nn.Module):
+    """LSTM over the sequence of parts (zero initial states, every step kept) + feed-forward block (Sec. 3.1)."""
+
+    def __init__(self, cfg: MaskVAEConfig):
+        super().__init__()
+        self.lstm = None
+        if cfg.lstm != "none":
+            self.lstm = nn.LSTM(cfg.latent, cfg.lstm_hidden, num_layers=cfg.lstm_layers, batch_first=True,
+                                bidirectional=cfg.lstm == "bi")
+        width = cfg.relation_width
+        self.ff = nn.Sequential(nn.Linear(width, cfg.ff_hidden), nn.GELU(), nn.Linear(cfg.ff_hidden, cfg.latent))
+        self.residual = nn.Linear(width, cfg.latent)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z if self.lstm is None else self.lstm(z)[0]  # no (h0, c0) given: zero initial states
+        return self.ff(h) + self.residual(h)
+
+
+class ResBlock(nn.Module):
+    """(nearest x2) -> GroupNorm, SiLU, conv3x3, GroupNorm, SiLU, conv3x3 (zero-initialised) + skip."""
+
+    def __init__(self, cin: int, cout: int, upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.norm1 = nn.GroupNorm(group_count(cin), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(group_count(cout), cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class MaskDecoder(nn.Module):
+    """C part vectors -> C maps of grid x grid -> residual blocks (last ones upsample) -> C logits (Sec. 3.1)."""
+
+    def __init__(self, cfg: MaskVAEConfig):
+        super().__init__()
+        self.grid = cfg.grid
+        widths = cfg.decoder_widths
+        blocks = len(widths) - 1
+        first_up = blocks - cfg.upsamplings
+        self.inp = nn.Conv2d(cfg.num_classes, widths[0], 1)
+        self.blocks = nn.Sequential(*[ResBlock(widths[i], widths[i + 1], upsample=i >= first_up)
+                                      for i in range(blocks)])
+        self.norm = nn.GroupNorm(group_count(widths[-1]), widths[-1])
+        self.out = nn.Conv2d(widths[-1], cfg.num_classes, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, c = h.shape[:2]
+        x = self.inp(h.reshape(b, c, self.grid, self.grid))
+        return self.out(F.silu(self.norm(self.blocks(x))))
+
+
+class MaskVAE(nn.Module):
+    """Semantic-parts VAE: encode parts -> sample -> relate -> decode to C logits per pixel (Fig. 1)."""
+
+    def __init__(self, cfg: MaskVAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = PartEncoder(cfg.resolution ** 2, tuple(cfg.mlp_hidden), cfg.latent)
+        self.relation = RelationBlock(cfg)
+        self.decoder = MaskDecoder(cfg)
+
+    def encode(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-hot masks [B, C, H, W] -> part codes mu, logvar [B, C, latent]."""
+        return self.encoder(masks)
+
+    def relate(self, z: torch.Tensor) -> torch.Tensor:
+        """Part codes [B, C, latent] -> related part vectors [B, C, latent] (LSTM + feed-forward)."""
+        return self.relation(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Part codes [B, C, latent] -> logits [B, C, H, W]: relate, then the convolutional decoder (deterministic)."""
+        return self.decoder(self.relate(z))
+
+    def forward(self, masks: torch.Tensor, sample: bool | None = None) -> dict[str, torch.Tensor]:
+        """Reconstruct: z = mu + exp(logvar / 2) * eps when sampling (default: in training mode), else z = mu."""
+        mu, logvar = self.encode(masks)
+        if self.training if sample is None else sample:
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        else:
+            z = mu
+        return {"logits": self.decode(z), "mu": mu, "logvar": logvar, "z": z}
+
+
+def to_labels(logits: torch.Tensor) -> torch.Tensor:
+    """Label map [B, H, W]: argmax over the C channels (channel 0 is the background)."""
+    return logits.argmax(dim=1)
+
+
+def one_hot_parts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Label maps [..., H, W] -> float one-hot parts [..., C, H, W], background channel included."""
+    return F.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 2, as a mean over pixels of w[y] * CE (float32); weights None = the standard cross-entropy."""
+    if weights is not None:
+        weights = weights.to(device=logits.device, dtype=torch.float32)
+    return F.cross_entropy(logits.float(), labels.long(), weight=weights, reduction="none").mean()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims and parts, mean over the batch (float32)."""
+    mu, logvar = mu.float(), logvar.float()
+    per_item = -0.5 * (1.0 + logvar - mu.square() - logvar.exp()).flatten(1).sum(dim=1)
+    return per_item.mean()
+
+
+def mask_vae_loss(out: Mapping[str, torch.Tensor], labels: torch.Tensor, weights: torch.Tensor | None,
+                  cfg: MaskVAEConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 3: (weighted) cross-entropy + kl_weight * KL; the weights are used only when cfg.weighted_ce."""
+    ce = weighted_cross_entropy(out["logits"], labels, weights if cfg.weighted_ce else None)
+    kl = kl_divergence(out["mu"], out["logvar"])
+    total = ce + cfg.kl_weight * kl
+    with torch.no_grad():
+        acc = (out["logits"].argmax(dim=1) == labels).float().mean()
+    return total, {"loss": total.item(), "ce": ce.item(), "kl": kl.item(), "acc": acc.item()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Editing (Sec. 4.2): all on the part codes mu [B, C, latent]; decode the result with MaskVAE.decode
+
+
+def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    device = generator.device if generator is not None else like.device
+    return torch.randn(like.shape, generator=generator, device=device).to(like)
+
+
+def generate_part(mu: torch.Tensor, part: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """New codes where part `part` is drawn from N(0, I) (a new shape for that part), the other parts kept."""
+    out = mu.clone()
+    out[:, part] = _noise(mu[:, part], generator)
+    return out
+
+
+def perturb_part(mu: torch.Tensor, part: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """New codes where N(0, I) noise is added to part `part` (a variation of its shape), the other parts kept."""
+    out = mu.clone()
+    out[:, part] = mu[:, part] + _noise(mu[:, part], generator)
+    return out
+
+
+def interpolate_part(mu_source: torch.Tensor, mu_target: torch.Tensor, part: int, alpha: float) -> torch.Tensor:
+    """Eq. 4 for one part: m = alpha * m_target + (1 - alpha) * m_source; every other part is the source's."""
+    out = mu_source.clone()
+    out[:, part] = alpha * mu_target[:, part] + (1.0 - alpha) * mu_source[:, part]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def training_spec(cfg: MaskVAEConfig, data: Dataset, class_weights: torch.Tensor | None, steps: int,
+                  batch_size: int, seed: int, data_id: Mapping[str, Any] | None = None,
+                  lr: float = 2e-4) -> TrainSpec:
+    """The TrainSpec of one mask VAE: items of `data` are dicts with "parts" [C, H, W] and "labels" [H, W].
+
+    `class_weights` (Eq. 1, e.g. helpers.metrics.mask_vae_class_weights) are needed when cfg.weighted_ce;
+    `data_id` names the training data in the cache key (dataset, split, size, resolution...). Adam with lr 2e-4,
+    betas (0.9, 0.999): the paper gives no optimiser settings; 2e-4 is the usual Adam rate for conv decoders with
+    GroupNorm and trains stably here, while the short schedules of the book's profiles favour the upper end of
+    the usual 1e-4..2e-4.
+    """
+    if cfg.weighted_ce and class_weights is None:
+        raise ValueError("cfg.weighted_ce needs class_weights (helpers.metrics.mask_vae_class_weights)")
+    weights = None
+    if class_weights is not None:
+        weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+        if weights.numel() != cfg.num_classes:
+            raise ValueError(f"class_weights has {weights.numel()} entries, cfg.num_classes={cfg.num_classes}")
+    config = {
+        **dataclasses.asdict(cfg), "lr": lr,
+        "class_weights": None if weights is None else [round(float(w), 6) for w in weights],
+        "data": dict(data_id or {}),
+    }
+
+    def loss(nets, batch, step):
+        out = nets["vae"](batch["parts"], sample=True)
+        return mask_vae_loss(out, batch["labels"], weights, cfg)
+
+    return TrainSpec(
+        name="mask_vae", config=config, build=lambda: {"vae": MaskVAE(cfg)},
+        optimizers=lambda nets: {"vae": torch.optim.Adam(nets["vae"].parameters(), lr=lr, betas=(0.9, 0.999))},
+        phases=[Phase("vae", loss, "vae")], steps=steps, batch_size=batch_size, seed=seed, data=data,
+    )
+
+
+__all__ = [
+    "MaskVAEConfig", "paper_config", "scaled_config", "ABLATIONS", "ablation", "MaskVAE", "PartEncoder",
+    "RelationBlock", "MaskDecoder", "ResBlock", "group_count", "to_labels", "one_hot_parts",
+    "weighted_cross_entropy", "kl_divergence", "mask_vae_loss", "generate_part", "perturb_part",
+    "interpolate_part", "training_spec",
+]
