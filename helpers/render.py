@@ -336,7 +336,7 @@ def render(depth: Tensor, albedo: Tensor, light: Light | Tensor, view: View | Te
     ``adaptive`` is False); ``steps`` ray-march steps (None: from the view and ``step_px``), ``refine`` root steps.
     Returned keys: image [B,3,H,W], labels [B,H,W] (0 where no surface), depth [B,1,H,W] (view depth; behind the
     slab where nothing is hit), mask [B,1,H,W] soft, mask_hard [B,1,H,W] bool, shading [B,1,H,W],
-    canonical_shading [B,1,H,W], grid [B,H,W,2] (canonical grid_sample coordinates seen by the pixel-centre rays)
+    canonical_shading [B,1,H,W], filled [B] (see-through pixels filled from their neighbours), grid [B,H,W,2] (canonical grid_sample coordinates seen by the pixel-centre rays)
     and extra [B,C,H,W] if given. Differentiable with respect to depth, albedo, light, view, background, extra.
     """
     light, view = _as_light(light), _as_view(view)
@@ -404,6 +404,7 @@ def render(depth: Tensor, albedo: Tensor, light: Light | Tensor, view: View | Te
     grid = out.pop("grid")
     if supersample > 1:
         out = _antialias(out, trace, h, w, supersample, adaptive, depth)
+    out, filled = _fill_see_through(out)
     mask = out["mask"]
     if background is None:
         bg = torch.zeros(bsz, 3, h, w, dtype=depth.dtype, device=depth.device)
@@ -413,10 +414,40 @@ def render(depth: Tensor, albedo: Tensor, light: Light | Tensor, view: View | Te
     out["image"] = (out.pop("fg") * mask + bg * (1 - mask)).clamp(0, 1)
     out["depth"] = torch.where(hits > 0, out["depth"] / hits.clamp(min=1e-6), far_map.expand_as(hits))
     hard = mask >= 0.5
-    out.update(mask_hard=hard, canonical_shading=shading, grid=grid)
+    out.update(mask_hard=hard, canonical_shading=shading, grid=grid, filled=filled)
     lab = out.get("labels", torch.zeros(bsz, h, w, dtype=torch.long, device=depth.device))
     out["labels"] = lab * hard[:, 0]
     return out
+
+
+def _fill_see_through(out: dict[str, Tensor], rounds: int = 2) -> tuple[dict[str, Tensor], Tensor]:
+    """Fill uncovered pixels that at least 7 of their 8 neighbours cover (holes of one or two pixels; a concave corner
+    of a silhouette has at most 6), from those neighbours (labels: majority).
+
+    A height field is a 2.5D surface: at extreme views a single ray can pass between two parts of different depth
+    (e.g. beside an ear, in front of the far cheek) where a real head is closed. Filling such isolated see-through
+    pixels from their neighbours is the usual remedy of depth-image-based rendering; returns the count per image.
+    """
+    filled = torch.zeros(out["mask"].shape[0], dtype=torch.long, device=out["mask"].device)
+    for _ in range(rounds):
+        covered = (out["mask"] >= 0.5).to(out["mask"].dtype)
+        neighbours = F.avg_pool2d(covered, 3, 1, 1) * 9 - covered  # zero padding: border pixels have fewer
+        hole = (covered == 0) & (neighbours >= 7)
+        if not hole.any():
+            break
+        filled += hole.flatten(1).sum(1)
+        weight = neighbours.clamp(min=1)
+        result = {}
+        for key, value in out.items():
+            if key == "labels":
+                classes = int(value.max().item()) + 1
+                votes = F.avg_pool2d(F.one_hot(value, classes).movedim(-1, 1).to(covered.dtype) * covered, 3, 1, 1)
+                result[key] = torch.where(hole[:, 0], votes.argmax(1), value)
+            else:
+                mean = F.avg_pool2d(value * covered, 3, 1, 1) * 9 / weight
+                result[key] = torch.where(hole, mean, value)
+        out = result
+    return out, filled
 
 
 def _antialias(out: dict[str, Tensor], trace, h: int, w: int, k: int, adaptive: bool, like: Tensor) -> dict:

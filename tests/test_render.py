@@ -194,3 +194,19 @@ def test_march_finds_the_first_crossing_of_the_steps():
     expected = torch.where(cross.any(0), cross.to(torch.uint8).argmax(0) + 1, 0)
     assert (first > 0).float().mean() > 0.3  # the head is seen
     assert (first == expected).float().mean() > 0.995  # equal up to rounding ties at h = 0
+
+
+def test_fill_see_through_fills_isolated_holes_but_not_concave_corners():
+    from helpers.render import _fill_see_through
+    mask = torch.ones(1, 1, 7, 7)
+    mask[0, 0, 3, 3] = 0  # an isolated one-pixel hole
+    mask[0, 0, 0:3, 5:7] = 0  # a concave corner region touching the border
+    labels = torch.full((1, 7, 7), 2, dtype=torch.long)
+    labels[0, 3, 3] = 0
+    image = torch.ones(1, 3, 7, 7) * 0.5
+    image[0, :, 3, 3] = 0.0
+    out, filled = _fill_see_through({"mask": mask.clone(), "fg": image.clone(), "labels": labels.clone()})
+    assert filled.tolist() == [1]
+    assert out["mask"][0, 0, 3, 3] == 1 and out["labels"][0, 3, 3] == 2
+    assert torch.allclose(out["fg"][0, :, 3, 3], torch.full((3,), 0.5))
+    assert torch.equal(out["mask"][0, 0, 0:3, 5:7], torch.zeros(3, 2))  # the corner stays background
