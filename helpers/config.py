@@ -54,6 +54,8 @@ def _families(**rows: tuple[int, int, int, int]) -> dict[str, Family]:
 
 
 # Model families: (resolution, width, steps, batch size). `width` is each family's base channel count (or hidden size).
+# The rows of families whose chapter is not written yet are first estimates; each chapter tunes its own and states the
+# measured time per profile in its header.
 #   mask_vae  paper 001 mask VAE            sis        paper 001 mask-to-image generator (SPADE-like)
 #   sae       Swapping Autoencoder (000/002) l2s       Latents2Segments fine-tuning (000)
 #   segmenter supervised baseline (000)      features  feature network for Frechet distances (002)
