@@ -255,9 +255,7 @@ def run(args) -> Report:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    args.command = " ".join(["prepare_celebamask_hq.py", *(sys.argv[1:] if argv is None else argv)])
-    return run_main(lambda: run(args))
+    return run_main(build_parser(), run, argv, "prepare_celebamask_hq.py")
 
 
 if __name__ == "__main__":

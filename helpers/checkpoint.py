@@ -82,15 +82,16 @@ def load_checkpoint(path: str | os.PathLike, config: Mapping[str, Any] | None = 
     return ckpt
 
 
-def describe_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "") -> str:
+def describe_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: str = "",
+                         names: tuple[str, str] = ("checkpoint", "requested")) -> str:
     """Human-readable list of keys whose values differ between two nested configurations."""
     items = []
     for key in sorted(set(stored) | set(wanted)):
         a, b = stored.get(key, "<missing>"), wanted.get(key, "<missing>")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            inner = describe_differences(a, b, prefix=f"{prefix}{key}.")
+            inner = describe_differences(a, b, prefix=f"{prefix}{key}.", names=names)
             if inner:
                 items.append(inner)
         elif a != b:
-            items.append(f"{prefix}{key}: checkpoint {a!r} vs requested {b!r}")
+            items.append(f"{prefix}{key}: {names[0]} {a!r} vs {names[1]} {b!r}")
     return "; ".join(items)

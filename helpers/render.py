@@ -336,7 +336,8 @@ def render(depth: Tensor, albedo: Tensor, light: Light | Tensor, view: View | Te
     ``adaptive`` is False); ``steps`` ray-march steps (None: from the view and ``step_px``), ``refine`` root steps.
     Returned keys: image [B,3,H,W], labels [B,H,W] (0 where no surface), depth [B,1,H,W] (view depth; behind the
     slab where nothing is hit), mask [B,1,H,W] soft, mask_hard [B,1,H,W] bool, shading [B,1,H,W],
-    canonical_shading [B,1,H,W], filled [B] (see-through pixels filled from their neighbours), grid [B,H,W,2] (canonical grid_sample coordinates seen by the pixel-centre rays)
+    canonical_shading [B,1,H,W], filled [B] (see-through pixels filled from their neighbours), grid [B,H,W,2]
+    (canonical grid_sample coordinates seen by the pixel-centre rays)
     and extra [B,C,H,W] if given. Differentiable with respect to depth, albedo, light, view, background, extra.
     """
     light, view = _as_light(light), _as_view(view)

@@ -15,6 +15,7 @@ then either loads the finished checkpoint of that configuration from the cache o
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,11 +121,16 @@ def batch_indices(step: int, length: int, batch_size: int, seed: int, world: Wor
     if per_epoch == 0:
         raise ValueError(f"batch_size={batch_size} is larger than the dataset ({length} items)")
     epoch, position = divmod(step, per_epoch)
-    sampler = DistributedSampler(range(length), num_replicas=world.size, rank=world.rank, shuffle=True,
-                                 seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
     per_rank = batch_size // world.size
-    return list(sampler)[position * per_rank:(position + 1) * per_rank]
+    return list(_epoch_order(length, seed, epoch, world.rank, world.size)[position * per_rank:(position + 1) * per_rank])
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(length: int, seed: int, epoch: int, rank: int, size: int) -> tuple[int, ...]:
+    """This rank's DistributedSampler order for one epoch (computed once per epoch, not once per step)."""
+    sampler = DistributedSampler(range(length), num_replicas=size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return tuple(sampler)
 
 
 def fetch(data: Dataset | None, indices: list[int]) -> dict[str, Any]:
@@ -284,17 +290,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def smooth(values: Sequence[float], window: int) -> list[float]:
-    """Running mean over `window` values, for readable loss curves."""
-    window = max(1, window)
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
-
-
 __all__ = ["Phase", "TrainSpec", "Trained", "train", "resolve_precision", "autocast", "batch_indices",
-           "cpu_has_native_bf16", "count_parameters", "smooth", "step_seed"]
+           "cpu_has_native_bf16", "count_parameters", "step_seed"]

@@ -322,7 +322,5 @@ def test_channels_last_inputs(tmp_path):
     assert formats == [(72, 1, 12, 2), (72, 36, 6, 1)]  # [8, 2, 6, 6]: channels_last strides, then the default
 
 
-def test_smooth_and_count_parameters():
-    assert tr.smooth([1, 2, 3, 4], 2) == [1.0, 1.5, 2.5, 3.5]
-    assert tr.smooth([5.0], 0) == [5.0]
+def test_count_parameters():
     assert tr.count_parameters(nn.Linear(3, 2)) == 8

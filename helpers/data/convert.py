@@ -248,10 +248,13 @@ def convert(items: Sequence[Item], load: Callable[[Item], dict], *, out, source:
     return Report(Path(out), row, [tuple(s) for s in skipped], {k: len(v) for k, v in splits.items()}, False, notes)
 
 
-def run_main(body: Callable[[], Report | int]) -> int:
-    """Run a converter body: print its report to stdout, or ``error: ...`` (one line) to stderr and return 2."""
+def run_main(parser, run: Callable[[Any], Report | int], argv: Sequence[str] | None, script: str) -> int:
+    """Parse the command line, run the converter (its arguments carry `command`, the command line, for meta.json) and
+    print its report to stdout, or ``error: ...`` (one line) to stderr and return 2."""
+    args = parser.parse_args(argv)
+    args.command = " ".join([script, *(sys.argv[1:] if argv is None else argv)])
     try:
-        result = body()
+        result = run(args)
     except (ConversionError, FormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

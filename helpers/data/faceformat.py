@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
+from ..checkpoint import describe_differences
+
 FORMAT_NAME = "helpers-faces"
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "val", "test")
@@ -86,11 +88,6 @@ def read_json(path: Path) -> Any:
 def _normalise(obj: Any) -> Any:
     """JSON round trip, so that tuples/lists and int/float spellings compare equal."""
     return json.loads(json.dumps(obj))
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,9 +186,10 @@ class FaceDatasetWriter:
                 self.complete = True
                 return
             if not overwrite:
+                changed = describe_differences(old or {}, self.config, names=("existing", "requested"))
                 raise FormatError(
                     f"{self.out} already holds a finished dataset made with different arguments "
-                    f"({'; '.join(_differences(old or {}, self.config)) or 'unknown config'}); "
+                    f"({changed or 'unknown config'}); "
                     "choose another --out or pass --overwrite to replace it")
             self._remove_existing()
         elif progress_path.exists():
@@ -202,9 +200,9 @@ class FaceDatasetWriter:
                 self.state = progress.get("state", {})
                 return
             if not overwrite:
+                changed = describe_differences(progress.get("config") or {}, self.config, names=("existing", "requested"))
                 raise FormatError(
-                    f"{self.out} holds an unfinished conversion made with different arguments "
-                    f"({'; '.join(_differences(progress.get('config') or {}, self.config))}); rerun with the "
+                    f"{self.out} holds an unfinished conversion made with different arguments ({changed}); rerun with the "
                     "original arguments to resume, choose another --out, or pass --overwrite to start again")
             self._remove_existing()
         self.out.mkdir(parents=True, exist_ok=True)
