@@ -192,3 +192,10 @@ def test_paper_parameter_count():
     print(f"paper_config(19): {n:,} parameters")
     assert n == 75_562_643
     assert count_parameters(vae.encoder) == 67_897_600  # 65536 -> 1024 -> 512 -> 256, heads 256 -> 256
+
+
+def test_scaled_config_grid_scales_the_part_code_and_relation_block():
+    s = mv.scaled_config(11, 64, 32, grid=8)
+    assert (s.latent, s.lstm_hidden, s.ff_hidden, s.grid) == (64, 64, 256, 8)
+    assert [b.upsample for b in mv.MaskVAE(s).decoder.blocks] == [False, True, True, True]
+    assert mv.MaskVAE(s)(mv.one_hot_parts(label_maps(2, size=64), 11))["logits"].shape == (2, 11, 64, 64)
