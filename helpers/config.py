@@ -66,8 +66,8 @@ PROFILES: dict[str, Profile] = {
         "smoke", "tests and CI: every cell runs, every file is written (under a minute per notebook)",
         resolution=32, train_size=256, test_size=64,
         families=_families(
-            mask_vae=(32, 8, 20, 16), sis=(32, 8, 20, 8), sae=(32, 8, 20, 8), l2s=(32, 8, 20, 8),
-            segmenter=(32, 8, 20, 16), features=(32, 8, 20, 32), stylegan=(32, 8, 20, 8),
+            mask_vae=(32, 8, 10, 16), sis=(32, 8, 10, 8), sae=(32, 2, 20, 8), l2s=(32, 2, 20, 8),
+            segmenter=(32, 4, 20, 16), features=(32, 8, 20, 32), stylegan=(32, 8, 20, 8),
             unsup3d=(32, 8, 20, 8), flow=(32, 64, 20, 16), classifier=(32, 64, 20, 64),
         ),
     ),
@@ -75,8 +75,8 @@ PROFILES: dict[str, Profile] = {
         "cpu", "readers and laptops: the claims reproduce in direction on SynthFaces (about 10 minutes per notebook)",
         resolution=64, train_size=4096, test_size=512,
         families=_families(
-            mask_vae=(64, 32, 1500, 32), sis=(64, 32, 1500, 16), sae=(64, 32, 2000, 16), l2s=(64, 32, 1000, 16),
-            segmenter=(64, 32, 1000, 32), features=(64, 32, 800, 64), stylegan=(64, 32, 3000, 16),
+            mask_vae=(64, 32, 600, 16), sis=(64, 16, 300, 16), sae=(64, 4, 400, 8), l2s=(64, 4, 150, 4),
+            segmenter=(64, 8, 300, 16), features=(64, 32, 800, 64), stylegan=(64, 32, 3000, 16),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
     ),

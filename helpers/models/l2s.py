@@ -1,0 +1,254 @@
+"""Latents2Segments (Tomar & Rajagopalan, paper 000): a Swapping Autoencoder whose structure slices decode ROIs.
+
+The 8 structure channels are cut into slices, one per region of interest (ROI): hair 0:2, skin 2:4, nose 4:6,
+eyes 6:7, lips + mouth 7:8 (`PAPER_SLICES`; for HELEN two 4-channel slices, hair 0:4 and skin 4:8, `HELEN_SLICES`).
+A slice is a channel mask: the structure tensor with every other channel set to zero. ONE shared generator (the five
+"Siamese decoders") decodes each masked structure tensor with the full texture vector, and learns to output the image
+with only that ROI kept, black elsewhere (`helpers.data.transforms.ToROI` builds these targets). Per ROI i the loss is
+Eq. 1, l_i = L1 + 0.5 GAN_rec + 0.5 GAN_swap + 0.5 co-occurrence, and the total is Eq. 2, sum_i (1/K) l_i (the
+paper's 0.2 for K = 5 ROIs). Training starts from a trained SAE (`helpers.models.sae`), as the paper starts from the
+SAE's FFHQ weights.
+
+Choices made here, on purpose:
+
+- Normalisation of masked codes. The encoder L2-normalises the full 8-channel structure tensor at every position
+  (as the SAE), then the mask zeroes the other channels, and the masked code is NOT renormalised. Renormalising
+  over channels would turn a 1-channel slice (eyes, lips) into its sign map (+1 / -1 everywhere) and a 2-channel
+  slice into a pure direction, erasing the magnitudes that say where the ROI is. Without it the masked codes are the
+  parts of the full code (their sum is the full code) and have norm <= 1 per position.
+- Discriminators. One image discriminator and one patch co-occurrence discriminator are shared by all ROIs (as the
+  generator is): their reals are the ROI images of the batch, their fakes the ROI decodes and the ROI swaps. The paper
+  treats each decoder "as a separate SAE" without saying whether the discriminators are separate; sharing them keeps
+  the model the size of one SAE and starts them from the trained SAE's discriminators.
+- No loss on the full image (the released code has none); the full-code decode therefore drifts from the input.
+- All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items.
+
+Segmentation by masked decoding (`segment`), from the K decoded ROI images D_i (in [0, 1] units) of an image x:
+
+- "paper": pixel p belongs to ROI i where D_i(p) is non-zero, later ROIs painted over earlier ones in the order
+  hair, skin, nose, eyes, lips. For float outputs "non-zero" means max over RGB of |D_i(p)| > `tolerance` (default
+  0.05, about 13 grey levels of 255: the decodes of black areas are only approximately black).
+- "consistency" (better founded, the default of the chapter): the model was trained so that D_i = x on ROI i and
+  D_i = 0 elsewhere. Read as a per-pixel hypothesis test with Laplace (L1) errors, "p in ROI i" predicts D_i(p) = x(p)
+  and D_j(p) = 0 for j != i; "background" predicts D_j(p) = 0 for all j. Their L1 errors differ from the background's
+  by e_i(p) = |D_i(p) - x(p)|_1 - |D_i(p)|_1 (sum over RGB), so p gets the ROI with the smallest e_i when
+  e_i < -`margin`, else background. It uses every decode at once (no painting order) and the image itself, so a
+  bright ROI decode is attributed only where it matches the image.
+- "argmax": the ROI with the largest decoded magnitude |D_i(p)|_1 / 3, background where that maximum is below
+  `tolerance`. Simple, but dark regions (black hair) decode dark in their own ROI image too.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.labels import ROI_NAMES
+from ..train import Phase, TrainSpec
+from . import sae as sae_lib
+
+PAPER_SLICES: tuple[tuple[int, int], ...] = ((0, 2), (2, 4), (4, 6), (6, 7), (7, 8))
+PAPER_ROIS: tuple[str, ...] = ROI_NAMES  # hair, skin, nose, eyes, lips_mouth
+HELEN_SLICES: tuple[tuple[int, int], ...] = ((0, 4), (4, 8))
+HELEN_ROIS: tuple[str, ...] = ("hair", "skin")
+SEGMENT_RULES = ("paper", "consistency", "argmax")
+
+
+@dataclass(frozen=True)
+class L2SConfig:
+    """Every setting of Latents2Segments (JSON-able through dataclasses.asdict): the SAE's plus the slicing and Eq. 1."""
+
+    sae: sae_lib.SAEConfig = dataclasses.field(default_factory=sae_lib.SAEConfig)
+    slices: tuple[tuple[int, int], ...] = PAPER_SLICES  # [start, stop) channels of each ROI's slice
+    roi_names: tuple[str, ...] = PAPER_ROIS  # ROI of each slice, in painting order
+    lambda_l1: float = 1.0  # Eq. 1
+    lambda_gan_rec: float = 0.5
+    lambda_gan_swap: float = 0.5
+    lambda_cooccur: float = 0.5
+
+    def __post_init__(self) -> None:
+        errors = []
+        if len(self.slices) != len(self.roi_names):
+            errors.append(f"slices has {len(self.slices)} entries but roi_names has {len(self.roi_names)}")
+        unknown = [r for r in self.roi_names if r not in ROI_NAMES]
+        if unknown:
+            errors.append(f"roi_names={self.roi_names}: unknown {unknown}; allowed {ROI_NAMES}")
+        channels = self.sae.structure_channels
+        used: set[int] = set()
+        for start, stop in self.slices:
+            if not 0 <= start < stop <= channels:
+                errors.append(f"slices: ({start}, {stop}) is not a non-empty range inside 0..{channels}")
+            elif used & set(range(start, stop)):
+                errors.append(f"slices: ({start}, {stop}) overlaps another slice")
+            used |= set(range(start, stop))
+        for name in ("lambda_l1", "lambda_gan_rec", "lambda_gan_swap", "lambda_cooccur"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}={getattr(self, name)}: must be >= 0")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def channel_lists(self) -> list[list[int]]:
+        """The channel indices of each slice (the `slices` argument of helpers.metrics.activeness_map)."""
+        return [list(range(start, stop)) for start, stop in self.slices]
+
+
+def paper_config() -> L2SConfig:
+    """The paper's model: the SAE's paper sizes (128 px) and the five CelebAMask-HQ slices."""
+    return L2SConfig(sae=sae_lib.paper_config())
+
+
+def scaled_config(resolution: int, width: int, dataset: str = "synthfaces") -> L2SConfig:
+    """The model of a profile: a scaled SAE, and the HELEN slicing (hair 0:4, skin 4:8) when dataset == 'helen'."""
+    slices, rois = (HELEN_SLICES, HELEN_ROIS) if dataset == "helen" else (PAPER_SLICES, PAPER_ROIS)
+    return L2SConfig(sae=sae_lib.scaled_config(resolution, width), slices=slices, roi_names=rois)
+
+
+def slice_masks(cfg: L2SConfig) -> Tensor:
+    """Channel masks [K, C]: row i is 1 on the channels of slice i and 0 elsewhere."""
+    masks = torch.zeros(len(cfg.slices), cfg.sae.structure_channels)
+    for i, (start, stop) in enumerate(cfg.slices):
+        masks[i, start:stop] = 1.0
+    return masks
+
+
+def masked_structures(structure: Tensor, masks: Tensor) -> Tensor:
+    """S_s [B, C, h, w] and masks [K, C] -> the K masked codes, ROI-major [K * B, C, h, w] (no renormalisation)."""
+    masks = masks.to(structure.device, structure.dtype)
+    return (masks[:, None, :, None, None] * structure[None]).flatten(0, 1)
+
+
+def decode_rois(model: sae_lib.SwappingAutoencoder, structure: Tensor, texture: Tensor, masks: Tensor) -> Tensor:
+    """The K ROI decodes of each image in one generator call: [B, K, 3, H, W] in [0, 1] units."""
+    k, b = masks.shape[0], structure.shape[0]
+    out = model.decode(masked_structures(structure, masks), texture.repeat(k, 1))
+    return out.view(k, b, *out.shape[1:]).transpose(0, 1)
+
+
+@torch.no_grad()
+def roi_images(model: sae_lib.SwappingAutoencoder, image: Tensor, cfg: L2SConfig) -> Tensor:
+    """Encode images [B, 3, H, W] and decode their K ROI images [B, K, 3, H, W]."""
+    structure, texture = model.encode(image)
+    return decode_rois(model, structure, texture, slice_masks(cfg))
+
+
+def segment(decoded: Tensor, image: Tensor | None = None, rule: str = "consistency", tolerance: float = 0.05,
+            margin: float = 0.0) -> Tensor:
+    """ROI label map [B, H, W] (0 background, i + 1 = ROI i) from decodes [B, K, 3, H, W] by `rule` (see module doc)."""
+    if rule not in SEGMENT_RULES:
+        raise ValueError(f"rule={rule!r}: allowed {SEGMENT_RULES}")
+    decoded = decoded.float()
+    if rule == "paper":
+        labels = torch.zeros(decoded.shape[0], *decoded.shape[-2:], dtype=torch.long, device=decoded.device)
+        for i in range(decoded.shape[1]):  # painting order: later ROIs over earlier ones
+            labels[decoded[:, i].abs().amax(1) > tolerance] = i + 1
+        return labels
+    if rule == "argmax":
+        magnitude = decoded.abs().mean(2)  # [B, K, H, W]
+        best, index = magnitude.max(1)
+        return torch.where(best > tolerance, index + 1, torch.zeros_like(index))
+    if image is None:
+        raise ValueError("rule='consistency' needs the input image")
+    evidence = (decoded - image.float()[:, None]).abs().sum(2) - decoded.abs().sum(2)  # e_i [B, K, H, W]
+    best, index = evidence.min(1)
+    return torch.where(best < -margin, index + 1, torch.zeros_like(index))
+
+
+@torch.no_grad()
+def segment_images(model: sae_lib.SwappingAutoencoder, image: Tensor, cfg: L2SConfig, rule: str = "consistency",
+                   **kwargs: Any) -> Tensor:
+    """Images [B, 3, H, W] -> ROI label maps [B, H, W] by masked decoding (one encoder and one generator call)."""
+    return segment(roi_images(model, image, cfg), image, rule=rule, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def losses(cfg: L2SConfig):
+    """The phase losses (d, r1, g) of Eq. 1-2 as functions (nets, batch, step) -> (loss, logs).
+
+    Batches hold "image" [B, 3, H, W] and "roi_images" [B, K, 3, H, W] (the targets Y_i, in the order of the slices).
+    The K ROIs of a batch are stacked ROI-major into one batch of K * B items; the swap partner of item (i, b) is
+    (i, b ^ 1), the same ROI of the neighbouring image, since B is even.
+    """
+    scfg = cfg.sae
+
+    def targets_and_codes(nets, batch):
+        image, rois = batch["image"], batch["roi_images"]
+        k = len(cfg.slices)
+        if rois.shape[1] != k:
+            raise ValueError(f"roi_images has {rois.shape[1]} ROIs, the config has {k} slices")
+        structure, texture = nets["sae"].encode(image)
+        codes = masked_structures(structure, slice_masks(cfg))
+        targets = rois.transpose(0, 1).flatten(0, 1)  # ROI-major [K * B, 3, H, W], as the codes
+        return targets, codes, texture.repeat(k, 1)
+
+    def d_loss(nets, batch, step):
+        with torch.no_grad():
+            targets, codes, textures = targets_and_codes(nets, batch)
+            partner = sae_lib.swap_index(codes.shape[0], codes.device)
+            rec = nets["sae"].decode(codes, textures)
+            swap = nets["sae"].decode(codes, textures[partner])
+        image_loss, patch_loss = sae_lib.discriminator_terms(scfg, nets, targets, rec, swap)
+        return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
+
+    def r1_loss(nets, batch, step):
+        targets = batch["roi_images"].transpose(0, 1).flatten(0, 1)
+        r1, r1_patch = sae_lib.r1_terms(scfg, nets, targets)
+        loss = (scfg.r1_gamma / 2 * r1 + scfg.r1_gamma_patch / 2 * r1_patch) * scfg.r1_every
+        return loss, {"r1": r1.detach(), "r1_patch": r1_patch.detach()}
+
+    def g_loss(nets, batch, step):
+        targets, codes, textures = targets_and_codes(nets, batch)
+        # every term is a mean over the K * B items: the mean over ROIs of l_i, i.e. Eq. 2 with weights 1/K
+        _, l1, gan_rec, gan_swap, cooccur = sae_lib.generator_terms(scfg, nets, targets, targets, codes, textures)
+        loss = (cfg.lambda_l1 * l1 + cfg.lambda_gan_rec * gan_rec + cfg.lambda_gan_swap * gan_swap
+                + cfg.lambda_cooccur * cooccur)
+        return loss, {"l1": l1.detach(), "g_rec": gan_rec.detach(), "g_swap": gan_swap.detach(),
+                      "g_cooccur": cooccur.detach()}
+
+    return d_loss, r1_loss, g_loss
+
+
+def build(cfg: L2SConfig, init: Mapping[str, Mapping[str, Tensor]] | None) -> dict[str, nn.Module]:
+    """The SAE's networks ('sae', 'disc', 'patch_disc'), loaded from the state dicts `init` of a trained SAE."""
+    nets = sae_lib.build(cfg.sae)
+    for name, state in (init or {}).items():
+        nets[name].load_state_dict(state)
+    return nets
+
+
+def training_spec(cfg: L2SConfig, data, init: Mapping[str, Mapping[str, Tensor]] | None, steps: int,
+                  batch_size: int, seed: int, data_id: Mapping[str, Any] | None = None,
+                  init_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+    """The TrainSpec "l2s": D phase, lazy R1 and G phase of Eq. 1-2, starting from the trained SAE's state dicts.
+
+    `init` maps 'sae', 'disc', 'patch_disc' to state dicts (e.g. {k: v.state_dict() for k, v in trained.nets.items()}
+    of the SAE's `Trained`); None starts from scratch. `init_id` names that SAE in the cache key (e.g. its training
+    configuration); `data_id` names the data, whose items hold "image" and "roi_images" (ToROI(cfg.roi_names)).
+    """
+    if batch_size % 2:
+        raise ValueError(f"batch_size={batch_size}: must be even (swap pairs 2i <-> 2i+1)")
+    if init is not None:
+        missing = [k for k in ("sae", "disc", "patch_disc") if k not in init]
+        if missing:
+            raise ValueError(f"init lacks the state dicts {missing} (need 'sae', 'disc', 'patch_disc')")
+    d_loss, r1_loss, g_loss = losses(cfg)
+    scfg = cfg.sae
+    phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=scfg.r1_every), Phase("g", g_loss, "g")]
+    config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {}),
+              "init": None if init is None else dict(init_id or {})}
+    return TrainSpec(name="l2s", config=config, build=lambda: build(cfg, init),
+                     optimizers=lambda n: sae_lib.optimizers(n, scfg), phases=phases, steps=steps,
+                     batch_size=batch_size, seed=seed, data=data, **loop)
+
+
+__all__ = [
+    "PAPER_SLICES", "PAPER_ROIS", "HELEN_SLICES", "HELEN_ROIS", "SEGMENT_RULES", "L2SConfig", "paper_config",
+    "scaled_config", "slice_masks", "masked_structures", "decode_rois", "roi_images", "segment", "segment_images",
+    "losses", "build", "training_spec",
+]

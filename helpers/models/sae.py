@@ -1,0 +1,554 @@
+"""The Swapping Autoencoder (Park et al., NeurIPS 2020), the base model of Latents2Segments (paper 000) and paper 002.
+
+An image x (in [0, 1]) is encoded into a structure tensor S_s [B, 8, 8, 8] (8 channels on an 8x8 grid) and a
+texture vector S_t [B, 64w]; a StyleGAN2-style generator decodes (S_s, S_t) back to an image. Training: L1
+reconstruction, a non-saturating GAN loss on reconstructions and on swapped decodes (structure of image 2i with the
+texture of image 2i+1 and vice versa), a patch co-occurrence GAN loss that asks patches of a swapped decode to look
+like patches of the texture source, and lazy R1 on both discriminators (REFERENCE.md, "Swapping Autoencoder").
+
+Sizes are set by one base width w (the paper's w = 32, `paper_config`):
+
+- Encoder: 1x1 from-RGB 3 -> w, four residual blocks w -> 2w -> 4w -> 8w -> 16w. At 128 px every block halves the
+  resolution (128 -> 8, the paper's H/16); at lower resolutions only the FIRST log2(resolution / 8) blocks
+  downsample, so the structure tensor stays 8x8 (64 px: 3 blocks; 32 px: 2 blocks).
+  Structure head: 1x1 16w -> 16w + lrelu, 1x1 16w -> 8. Texture head: 3x3 stride-2 convs 16w -> 32w -> 64w (+ lrelu),
+  spatial mean, linear 64w -> 64w (the paper's 512 -> 1024 -> 2048 -> 2048).
+  Both codes are L2-normalised over channels (the structure at every position), as in the paper.
+- Generator: the structure tensor enters two styled residual blocks 8 -> 8w -> 16w at 8x8, then four styled
+  residual blocks 16w, 16w, 8w, 4w of which the LAST log2(resolution / 8) upsample x2 (bilinear), then a modulated
+  1x1 to-RGB without demodulation. Every 3x3 conv is a StyleGAN2 modulated/demodulated conv whose style is an affine
+  map of the texture vector, followed by noise injection, a bias and lrelu(0.2) * sqrt(2); residual sums are scaled
+  by 1/sqrt(2). The output is mapped to [0, 1] image units as 0.5 * (rgb + 1) (not clamped).
+- Image discriminator (StyleGAN2 residual D): 1x1 from-RGB, residual downsampling blocks to 4x4, 3x3 conv, linear,
+  linear -> 1 logit; widths min(16w, 4w * 2**i).
+- Patch co-occurrence discriminator: 8 random square crops per image with sides uniform in [1/8, 1/4] of the image,
+  resampled to resolution/4 pixels (one batched `grid_sample`); a residual patch encoder gives a 16w feature per crop;
+  the logit of a crop is an MLP of [its feature, the mean feature of the 8 reference crops of the texture source].
+
+Choices made here, on purpose:
+
+- Equalised learning rate (weights drawn N(0, 1) and scaled by 1/sqrt(fan_in) at run time), as StyleGAN2, so that
+  Adam's lr 2e-3 acts alike on every layer.
+- The modulated conv is computed in StyleGAN2's non-fused form (scale the input by the style, one ordinary conv with
+  the shared weight, scale the output by the demodulation coefficients). It equals the grouped conv with per-sample
+  weights (`ModulatedConv2d.sample_weights`) and runs as one ordinary conv (fast on CPU, bf16 and channels_last).
+- Noise injection is applied only in training mode: a model in eval mode decodes deterministically (activeness maps
+  and segmentation by masked decoding need a deterministic decoder).
+- Downsampling is 2x2 average pooling and upsampling bilinear (StyleGAN2 uses FIR blur filters); no minibatch-stddev
+  layer in D. Both are small simplifications that keep the model cheap on a CPU.
+- Losses: L1 (1.0), GAN on reconstructions (1.0), GAN on swaps (1.0), co-occurrence (1.0); the discriminator sees
+  reals against reconstructions and swaps weighted 0.5 each. R1 gamma 10 (image D) and 1 (patch D, on the real
+  target crops), lazily every 16 steps with the penalty multiplied by 16; Adam lr 2e-3, betas (0, 0.99), with the
+  discriminators' Adam corrected for the lazy R1 as in StyleGAN2 (lr * 16/17, betas ** 16/17).
+- Swap pairs are neighbours in the batch (2i <-> 2i+1): the batch size must be even.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..train import Phase, TrainSpec
+
+SQRT2 = math.sqrt(2.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Every setting of the Swapping Autoencoder and its training (JSON-able through dataclasses.asdict)."""
+
+    resolution: int = 128  # input and output side: 8 * 2**k with 2 <= k <= 4 (32, 64 or 128)
+    width: int = 32  # base width w: encoder w..16w, texture 64w, generator up to 16w, discriminators 4w..16w
+    structure_channels: int = 8
+    structure_size: int = 8  # side of the structure tensor (the paper's 128 / 16)
+    lambda_l1: float = 1.0
+    lambda_gan_rec: float = 1.0
+    lambda_gan_swap: float = 1.0
+    lambda_cooccur: float = 1.0
+    r1_gamma: float = 10.0  # image discriminator
+    r1_gamma_patch: float = 1.0  # patch co-occurrence discriminator
+    r1_every: int = 16
+    patch_crops: int = 8  # crops per image (target crops and reference crops alike)
+    patch_min: float = 1 / 8  # crop side, as a share of the image side
+    patch_max: float = 1 / 4
+    lr: float = 2e-3
+    beta1: float = 0.0
+    beta2: float = 0.99
+
+    def __post_init__(self) -> None:
+        errors = []
+        k = math.log2(self.resolution / self.structure_size) if self.resolution > 0 and self.structure_size > 0 else -1
+        if k != int(k) or not 1 <= k <= 4:
+            errors.append(f"resolution={self.resolution} must be structure_size * 2**k with 1 <= k <= 4 "
+                          f"(structure_size={self.structure_size})")
+        elif self.resolution < 32:
+            errors.append(f"resolution={self.resolution} must be at least 32")
+        if self.width < 1:
+            errors.append(f"width={self.width}: must be >= 1")
+        if self.structure_channels < 1:
+            errors.append(f"structure_channels={self.structure_channels}: must be >= 1")
+        if not 0 < self.patch_min <= self.patch_max <= 1:
+            errors.append(f"patch_min={self.patch_min}, patch_max={self.patch_max}: need 0 < min <= max <= 1")
+        if self.patch_crops < 1:
+            errors.append(f"patch_crops={self.patch_crops}: must be >= 1")
+        if self.r1_every < 1:
+            errors.append(f"r1_every={self.r1_every}: must be >= 1")
+        for name in ("lambda_l1", "lambda_gan_rec", "lambda_gan_swap", "lambda_cooccur", "r1_gamma", "r1_gamma_patch"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}={getattr(self, name)}: must be >= 0")
+        if self.lr <= 0:
+            errors.append(f"lr={self.lr}: must be > 0")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def scale_steps(self) -> int:
+        """Number of x2 resolution steps between the image and the structure tensor."""
+        return round(math.log2(self.resolution / self.structure_size))
+
+    @property
+    def texture_dim(self) -> int:
+        """Length of the texture vector (64w; the paper's 2048)."""
+        return 64 * self.width
+
+    @property
+    def patch_size(self) -> int:
+        """Side, in pixels, to which every crop is resampled for the patch discriminator."""
+        return self.resolution // 4
+
+
+def paper_config() -> SAEConfig:
+    """The paper's model: 128 px, w = 32 (encoder 32..512, texture 2048, generator 256..512..128)."""
+    return SAEConfig()
+
+
+def scaled_config(resolution: int, width: int) -> SAEConfig:
+    """The model of a profile: only the resolution and the base width change; losses and optimiser stay the paper's."""
+    return SAEConfig(resolution=int(resolution), width=int(width))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layers
+
+
+class EqualConv2d(nn.Module):
+    """Conv with equalised learning rate: weight ~ N(0, 1), scaled by 1/sqrt(fan_in) at run time."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale = 1 / math.sqrt(cin * kernel * kernel)
+        self.stride, self.padding = stride, kernel // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate; `bias_init` sets the initial bias (1 for style affines)."""
+
+    def __init__(self, cin: int, cout: int, bias_init: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin))
+        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
+        self.scale = 1 / math.sqrt(cin)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+def lrelu(x: Tensor) -> Tensor:
+    """StyleGAN2's activation: leaky ReLU (0.2) with gain sqrt(2)."""
+    return F.leaky_relu(x, 0.2) * SQRT2
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Divide by the L2 norm over dim 1 (channels): per position for a map, per vector for a code (float32)."""
+    x = x.float()
+    return x * torch.rsqrt(x.pow(2).sum(1, keepdim=True) + eps)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 modulated conv: w'_{oik} = s_i w_{oik}, demodulated w''_{oik} = w'_{oik} / sqrt(sum_ik w'^2 + eps)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, style_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.scale = 1 / math.sqrt(cin * kernel * kernel)
+        self.affine = EqualLinear(style_dim, cin, bias_init=1.0)
+        self.demodulate = demodulate
+        self.padding = kernel // 2
+
+    def sample_weights(self, style: Tensor) -> Tensor:
+        """The per-sample (modulated, demodulated) weights [B, cout, cin, k, k] that `forward` applies."""
+        s = self.affine(style.float())
+        w = self.weight[None] * self.scale * s[:, None, :, None, None]
+        if self.demodulate:
+            w = w * torch.rsqrt(w.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        return w
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        s = self.affine(style)  # [B, cin]
+        weight = self.weight * self.scale
+        out = F.conv2d(x * s[:, :, None, None].to(x.dtype), weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:  # 1 / ||s_i w_oik|| over (i, k) = rsqrt(s^2 @ sum_k w^2), per sample and output channel
+            d = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum(dim=(2, 3)).t() + 1e-8)
+            out = out * d[:, :, None, None].to(out.dtype)
+        return out
+
+
+class NoiseInjection(nn.Module):
+    """x + strength * N(0, 1) per pixel (strength learned, initially 0); only in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        return x + self.strength.to(x.dtype) * noise
+
+
+class StyledConv(nn.Module):
+    """Modulated 3x3 conv -> noise -> bias -> lrelu * sqrt(2)."""
+
+    def __init__(self, cin: int, cout: int, style_dim: int):
+        super().__init__()
+        self.conv = ModulatedConv2d(cin, cout, 3, style_dim)
+        self.noise = NoiseInjection()
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        out = self.noise(self.conv(x, style))
+        return lrelu(out + self.bias[None, :, None, None].to(out.dtype))
+
+
+class StyledResBlock(nn.Module):
+    """(bilinear x2) -> two styled convs, plus a 1x1 skip, summed and scaled by 1/sqrt(2)."""
+
+    def __init__(self, cin: int, cout: int, style_dim: int, upsample: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.conv1 = StyledConv(cin, cout, style_dim)
+        self.conv2 = StyledConv(cout, cout, style_dim)
+        self.skip = EqualConv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return (self.skip(x) + self.conv2(self.conv1(x, style), style)) / SQRT2
+
+
+class ResDownBlock(nn.Module):
+    """conv3x3 + lrelu, conv3x3 + lrelu, (2x2 average pool), plus a 1x1 skip; sum scaled by 1/sqrt(2)."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool = True):
+        super().__init__()
+        self.conv1 = EqualConv2d(cin, cin, 3)
+        self.conv2 = EqualConv2d(cin, cout, 3)
+        self.skip = EqualConv2d(cin, cout, 1, bias=False)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = lrelu(self.conv2(lrelu(self.conv1(x))))
+        skip = self.skip(x)
+        if self.downsample:
+            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+        return (h + skip) / SQRT2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Networks
+
+
+class Encoder(nn.Module):
+    """Image [B, 3, H, W] in [0, 1] -> structure [B, 8, 8, 8] and texture [B, 64w], both L2-normalised."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        w = cfg.width
+        widths = [w, 2 * w, 4 * w, 8 * w, 16 * w]
+        self.from_rgb = EqualConv2d(3, w, 1)
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1], downsample=i < cfg.scale_steps)
+                                      for i in range(4)])
+        self.structure = nn.Sequential(EqualConv2d(16 * w, 16 * w, 1), nn.LeakyReLU(0.2),
+                                       EqualConv2d(16 * w, cfg.structure_channels, 1))
+        self.texture_convs = nn.Sequential(EqualConv2d(16 * w, 32 * w, 3, stride=2), nn.LeakyReLU(0.2),
+                                           EqualConv2d(32 * w, 64 * w, 3, stride=2), nn.LeakyReLU(0.2))
+        self.texture_linear = EqualLinear(64 * w, 64 * w)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.blocks(lrelu(self.from_rgb(image * 2 - 1)))
+        structure = l2_normalize(self.structure(h))
+        texture = l2_normalize(self.texture_linear(self.texture_convs(h).float().mean(dim=(2, 3))))
+        return structure, texture
+
+
+class Generator(nn.Module):
+    """(structure [B, 8, 8, 8], texture [B, 64w]) -> image [B, 3, H, W] in [0, 1] units (not clamped)."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        w, d = cfg.width, cfg.texture_dim
+        first_up = 4 - cfg.scale_steps
+        self.head = nn.ModuleList([StyledResBlock(cfg.structure_channels, 8 * w, d, False),
+                                   StyledResBlock(8 * w, 16 * w, d, False)])
+        widths = [16 * w, 16 * w, 16 * w, 8 * w, 4 * w]
+        self.blocks = nn.ModuleList([StyledResBlock(widths[i], widths[i + 1], d, upsample=i >= first_up)
+                                     for i in range(4)])
+        self.to_rgb = ModulatedConv2d(4 * w, 3, 1, d, demodulate=False)
+        self.rgb_bias = nn.Parameter(torch.zeros(3))
+
+    def forward(self, structure: Tensor, texture: Tensor) -> Tensor:
+        x = structure
+        for block in [*self.head, *self.blocks]:
+            x = block(x, texture)
+        rgb = self.to_rgb(x, texture).float() + self.rgb_bias[None, :, None, None]
+        return 0.5 * (rgb + 1.0)
+
+
+class SwappingAutoencoder(nn.Module):
+    """Encoder + generator: `encode`, `decode`, `forward` (reconstruction) and `swap`."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.generator = Generator(cfg)
+
+    def encode(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """Image [B, 3, H, W] in [0, 1] -> (structure S_s [B, 8, 8, 8], texture S_t [B, 64w])."""
+        return self.encoder(image)
+
+    def decode(self, structure: Tensor, texture: Tensor) -> Tensor:
+        """(S_s, S_t) -> image [B, 3, H, W] in [0, 1] units (deterministic in eval mode)."""
+        return self.generator(structure, texture)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Reconstruction of `image`."""
+        return self.decode(*self.encode(image))
+
+
+def swap_index(batch: int, device: torch.device | None = None) -> Tensor:
+    """The swap partner of each item: 2i <-> 2i+1 (batch must be even)."""
+    if batch % 2:
+        raise ValueError(f"the swap pairs neighbours 2i <-> 2i+1: batch size must be even, got {batch}")
+    return torch.arange(batch, device=device) ^ 1
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual image discriminator: image [B, 3, H, W] in [0, 1] -> logit [B]."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        w = cfg.width
+        downs = round(math.log2(cfg.resolution / 4))
+        widths = [min(16 * w, 4 * w * 2 ** i) for i in range(downs + 1)]
+        self.from_rgb = EqualConv2d(3, widths[0], 1)
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])
+        self.conv = EqualConv2d(widths[-1], widths[-1], 3)
+        self.fc = EqualLinear(widths[-1] * 16, widths[-1])
+        self.out = EqualLinear(widths[-1], 1)
+
+    def forward(self, image: Tensor) -> Tensor:
+        h = self.blocks(lrelu(self.from_rgb(image * 2 - 1)))
+        h = lrelu(self.conv(h)).flatten(1)
+        return self.out(lrelu(self.fc(h))).float().squeeze(1)
+
+
+class PatchDiscriminator(nn.Module):
+    """Patch co-occurrence discriminator: (crops [B, N, 3, P, P], reference crops [B, M, 3, P, P]) -> logits [B, N]."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        w = cfg.width
+        downs = round(math.log2(cfg.patch_size / 4))
+        widths = [min(16 * w, 4 * w * 2 ** i) for i in range(downs + 1)]
+        feat = 16 * w
+        self.from_rgb = EqualConv2d(3, widths[0], 1)
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])
+        self.project = EqualLinear(widths[-1] * 16, feat)
+        self.classifier = nn.ModuleList([EqualLinear(2 * feat, feat), EqualLinear(feat, feat), EqualLinear(feat, 1)])
+
+    def features(self, crops: Tensor) -> Tensor:
+        """Crops [B, N, 3, P, P] -> features [B, N, 16w]."""
+        b, n = crops.shape[:2]
+        h = self.blocks(lrelu(self.from_rgb(crops.flatten(0, 1) * 2 - 1)))
+        return lrelu(self.project(h.flatten(1))).view(b, n, -1)
+
+    def forward(self, crops: Tensor, reference: Tensor) -> Tensor:
+        f = self.features(crops)
+        ref = self.features(reference).mean(1, keepdim=True).expand_as(f)
+        h = torch.cat([f, ref], dim=2)
+        for layer in self.classifier[:-1]:
+            h = lrelu(layer(h))
+        return self.classifier[-1](h).float().squeeze(2)
+
+
+def random_crops(image: Tensor, n: int, size: int, low: float, high: float) -> Tensor:
+    """n square crops per image [B, 3, H, W] with side uniform in [low, high] * H at random places -> [B, n, 3, size, size].
+
+    One batched bilinear `grid_sample`; the randomness comes from torch's global generator (seeded per step by the loop).
+    """
+    b = image.shape[0]
+    side = torch.empty(b, n, device=image.device).uniform_(low, high)  # share of the image side
+    centre = (torch.rand(b, n, 2, device=image.device) * 2 - 1) * (1 - side)[..., None]  # crop stays inside
+    theta = torch.zeros(b, n, 2, 3, device=image.device)
+    theta[..., 0, 0] = side
+    theta[..., 1, 1] = side
+    theta[..., :, 2] = centre
+    grid = F.affine_grid(theta.view(b * n, 2, 3), [b * n, 3, size, size], align_corners=False)
+    source = image.float().repeat_interleave(n, dim=0)
+    return F.grid_sample(source, grid, mode="bilinear", align_corners=False).view(b, n, 3, size, size)
+
+
+def build(cfg: SAEConfig) -> dict[str, nn.Module]:
+    """The networks: 'sae' (encoder + generator), 'disc' (image D) and 'patch_disc' (co-occurrence D)."""
+    return {"sae": SwappingAutoencoder(cfg), "disc": Discriminator(cfg), "patch_disc": PatchDiscriminator(cfg)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def non_saturating(logits: Tensor, real: bool) -> Tensor:
+    """Non-saturating GAN loss: softplus(-D) for reals (and for G's fakes), softplus(D) for fakes (D's view)."""
+    return F.softplus(-logits.float() if real else logits.float()).mean()
+
+
+def r1_penalty(logits: Tensor, inputs: Tensor) -> Tensor:
+    """R1: E ||grad_x D(x)||^2 over the real inputs (sum over pixels, mean over items)."""
+    (grad,) = torch.autograd.grad(logits.float().sum(), inputs, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def crops_of(cfg: SAEConfig, image: Tensor) -> Tensor:
+    """The patch discriminator's crops of `image`: patch_crops per image at patch_size pixels."""
+    return random_crops(image, cfg.patch_crops, cfg.patch_size, cfg.patch_min, cfg.patch_max)
+
+
+def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor, target: Tensor,
+                    structure: Tensor, texture: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The G-side terms, unweighted: (reconstruction, L1, GAN rec, GAN swap, co-occurrence).
+
+    `structure` and `texture` are codes of `image`; `target` is what the reconstruction should equal (the image
+    itself for the SAE, an ROI image for L2S). The swap decodes structure i with the texture of its partner
+    (2i <-> 2i+1); its co-occurrence reference crops come from the partner's target.
+    """
+    sae = nets["sae"]
+    partner = swap_index(image.shape[0], image.device)
+    rec = sae.decode(structure, texture)
+    swap = sae.decode(structure, texture[partner])
+    l1 = (rec - target.float()).abs().mean()
+    gan_rec = non_saturating(nets["disc"](rec), real=True)
+    gan_swap = non_saturating(nets["disc"](swap), real=True)
+    cooccur = non_saturating(nets["patch_disc"](crops_of(cfg, swap), crops_of(cfg, target[partner])), real=True)
+    return rec, l1, gan_rec, gan_swap, cooccur
+
+
+def discriminator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor, rec: Tensor,
+                        swap: Tensor) -> tuple[Tensor, Tensor]:
+    """D-side losses: image D (reals vs reconstructions and swaps, 0.5 each) and patch D (real vs swapped crops)."""
+    partner = swap_index(target.shape[0], target.device)
+    d = nets["disc"]
+    image_loss = (non_saturating(d(target), real=True) + 0.5 * non_saturating(d(rec), real=False)
+                  + 0.5 * non_saturating(d(swap), real=False))
+    p = nets["patch_disc"]
+    reference = crops_of(cfg, target[partner])
+    patch_loss = (non_saturating(p(crops_of(cfg, target[partner]), reference), real=True)
+                  + non_saturating(p(crops_of(cfg, swap), reference), real=False))
+    return image_loss, patch_loss
+
+
+def r1_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor) -> tuple[Tensor, Tensor]:
+    """R1 penalties of the image D (on real images) and of the patch D (on real target crops)."""
+    real = target.detach().float().requires_grad_(True)
+    r1 = r1_penalty(nets["disc"](real), real)
+    partner = swap_index(target.shape[0], target.device)
+    crops = crops_of(cfg, target[partner]).detach().requires_grad_(True)
+    r1_patch = r1_penalty(nets["patch_disc"](crops, crops_of(cfg, target[partner]).detach()), crops)
+    return r1, r1_patch
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def discriminator_optimizer(params, cfg: SAEConfig) -> torch.optim.Adam:
+    """Adam for a discriminator regularised by lazy R1 every r1_every steps (StyleGAN2's corrected lr and betas)."""
+    c = cfg.r1_every / (cfg.r1_every + 1)
+    return torch.optim.Adam(params, lr=cfg.lr * c, betas=(cfg.beta1 ** c, cfg.beta2 ** c))
+
+
+def optimizers(nets: Mapping[str, nn.Module], cfg: SAEConfig) -> dict[str, torch.optim.Optimizer]:
+    """'g' (encoder + generator) and 'd' (both discriminators): Adam lr 2e-3, betas (0, 0.99)."""
+    d_params = [*nets["disc"].parameters(), *nets["patch_disc"].parameters()]
+    return {"g": torch.optim.Adam(nets["sae"].parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)),
+            "d": discriminator_optimizer(d_params, cfg)}
+
+
+def losses(cfg: SAEConfig):
+    """The SAE's phase losses (d, r1, g) as functions (nets, batch, step) -> (loss, logs)."""
+
+    def d_loss(nets, batch, step):
+        image = batch["image"]
+        partner = swap_index(image.shape[0], image.device)
+        with torch.no_grad():
+            structure, texture = nets["sae"].encode(image)
+            rec = nets["sae"].decode(structure, texture)
+            swap = nets["sae"].decode(structure, texture[partner])
+        image_loss, patch_loss = discriminator_terms(cfg, nets, image, rec, swap)
+        return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
+
+    def r1_loss(nets, batch, step):
+        r1, r1_patch = r1_terms(cfg, nets, batch["image"])
+        loss = (cfg.r1_gamma / 2 * r1 + cfg.r1_gamma_patch / 2 * r1_patch) * cfg.r1_every
+        return loss, {"r1": r1.detach(), "r1_patch": r1_patch.detach()}
+
+    def g_loss(nets, batch, step):
+        image = batch["image"]
+        structure, texture = nets["sae"].encode(image)
+        _, l1, gan_rec, gan_swap, cooccur = generator_terms(cfg, nets, image, image, structure, texture)
+        loss = (cfg.lambda_l1 * l1 + cfg.lambda_gan_rec * gan_rec + cfg.lambda_gan_swap * gan_swap
+                + cfg.lambda_cooccur * cooccur)
+        return loss, {"l1": l1.detach(), "g_rec": gan_rec.detach(), "g_swap": gan_swap.detach(),
+                      "g_cooccur": cooccur.detach()}
+
+    return d_loss, r1_loss, g_loss
+
+
+def training_spec(cfg: SAEConfig, data, steps: int, batch_size: int, seed: int,
+                  data_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+    """The TrainSpec "sae": per step a D phase, lazy R1 (every r1_every steps) and a G phase, 1:1.
+
+    `data` yields dicts with "image" [3, H, W] in [0, 1]; `data_id` names it in the cache key. Extra keyword
+    arguments go to TrainSpec (precision, checkpoint_every, ...).
+    """
+    if batch_size % 2:
+        raise ValueError(f"batch_size={batch_size}: must be even (swap pairs 2i <-> 2i+1)")
+    d_loss, r1_loss, g_loss = losses(cfg)
+    phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=cfg.r1_every), Phase("g", g_loss, "g")]
+    config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
+    return TrainSpec(name="sae", config=config, build=lambda: build(cfg), optimizers=lambda n: optimizers(n, cfg),
+                     phases=phases, steps=steps, batch_size=batch_size, seed=seed, data=data, **loop)
+
+
+__all__ = [
+    "SAEConfig", "paper_config", "scaled_config", "EqualConv2d", "EqualLinear", "ModulatedConv2d", "NoiseInjection",
+    "StyledConv", "StyledResBlock", "ResDownBlock", "Encoder", "Generator", "SwappingAutoencoder", "Discriminator",
+    "PatchDiscriminator", "swap_index", "random_crops", "build", "l2_normalize", "lrelu", "non_saturating",
+    "r1_penalty", "crops_of", "generator_terms", "discriminator_terms", "r1_terms", "discriminator_optimizer",
+    "optimizers", "losses", "training_spec",
+]

@@ -1,0 +1,112 @@
+"""helpers.models.l2s: slices as channel masks, ROI decoding, segmentation rules and a 2-step run from an SAE state."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from helpers.data.memory import InMemory
+from helpers.data.transforms import ToROI
+from helpers.models import l2s, sae
+from helpers.train import train
+
+
+def tiny(dataset: str = "synthfaces") -> l2s.L2SConfig:
+    return l2s.scaled_config(32, 2, dataset)
+
+
+def test_slices_of_the_paper_and_of_helen():
+    cfg = l2s.paper_config()
+    assert cfg.slices == ((0, 2), (2, 4), (4, 6), (6, 7), (7, 8))
+    assert cfg.roi_names == ("hair", "skin", "nose", "eyes", "lips_mouth")
+    assert cfg.channel_lists == [[0, 1], [2, 3], [4, 5], [6], [7]]
+    assert l2s.slice_masks(cfg).tolist() == [
+        [1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 0, 1]]
+    helen = tiny("helen")
+    assert helen.slices == ((0, 4), (4, 8)) and helen.roi_names == ("hair", "skin")
+    json.dumps(dataclasses.asdict(cfg))
+
+
+def test_masked_structures_zero_the_other_channels_without_renormalising():
+    cfg = l2s.paper_config()
+    structure = sae.l2_normalize(torch.randn(3, 8, 8, 8))
+    masked = l2s.masked_structures(structure, l2s.slice_masks(cfg)).view(5, 3, 8, 8, 8)
+    for i, (start, stop) in enumerate(cfg.slices):
+        assert torch.equal(masked[i, :, start:stop], structure[:, start:stop])
+        others = [c for c in range(8) if not start <= c < stop]
+        assert masked[i, :, others].abs().sum() == 0
+    assert torch.allclose(masked.sum(0), structure)  # the slices are parts of the full code
+    assert not torch.all(masked[3, :, 6].abs() == 1)  # a 1-channel slice is not a sign map
+
+
+@pytest.mark.parametrize("bad, name", [(dict(slices=((0, 2), (1, 4))), "overlaps"),
+                                       (dict(slices=((0, 9),)), "slices"),
+                                       (dict(slices=((0, 2),)), "roi_names"),
+                                       (dict(roi_names=("hair", "ears", "nose", "eyes", "lips_mouth")), "ears"),
+                                       (dict(lambda_gan_rec=-1.0), "lambda_gan_rec")])
+def test_bad_configs_name_the_parameter(bad, name):
+    with pytest.raises(ValueError, match=name):
+        dataclasses.replace(tiny(), **bad)
+
+
+def test_decode_rois_is_one_shared_decoder_per_masked_code():
+    cfg = tiny()
+    model = sae.SwappingAutoencoder(cfg.sae).eval()
+    image = torch.rand(2, 3, 32, 32)
+    rois = l2s.roi_images(model, image, cfg)
+    assert rois.shape == (2, 5, 3, 32, 32)
+    structure, texture = model.encode(image)
+    eyes = structure * torch.tensor([0, 0, 0, 0, 0, 0, 1.0, 0])[None, :, None, None]
+    assert torch.allclose(rois[:, 3], model.decode(eyes, texture), atol=1e-5)
+
+
+def test_paper_rule_paints_in_order_with_a_tolerance():
+    decoded = torch.zeros(1, 5, 3, 1, 4)
+    decoded[0, 0, :, 0, :3] = 0.5  # hair at pixels 0..2
+    decoded[0, 1, :, 0, 1:3] = 0.5  # skin at 1..2, painted over hair
+    decoded[0, 4, :, 0, 2] = 0.5  # lips at 2, painted last
+    decoded[0, 2, :, 0, 3] = 0.04  # nose below the tolerance: background
+    assert l2s.segment(decoded, rule="paper").tolist() == [[[1, 2, 5, 0]]]
+    assert l2s.segment(decoded, rule="paper", tolerance=0.01).tolist() == [[[1, 2, 5, 3]]]
+
+
+def test_consistency_and_argmax_rules():
+    image = torch.tensor([0.8, 0.6, 0.0, 0.1]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
+    decoded = torch.zeros(1, 2, 3, 1, 4)
+    decoded[0, 0, :, 0, 0] = 0.8  # ROI 0 reproduces pixel 0 exactly
+    decoded[0, 1, :, 0, 0] = 0.3  # ROI 1 is partly on at pixel 0 too
+    decoded[0, 1, :, 0, 1] = 0.6  # ROI 1 reproduces pixel 1
+    decoded[0, 0, :, 0, 2] = 0.9  # ROI 0 bright where the image is black: no evidence for it
+    # pixel 3: all decodes black -> background
+    assert l2s.segment(decoded, image, rule="consistency").tolist() == [[[1, 2, 0, 0]]]
+    assert l2s.segment(decoded, image, rule="argmax").tolist() == [[[1, 2, 1, 0]]]
+    with pytest.raises(ValueError, match="image"):
+        l2s.segment(decoded, rule="consistency")
+    with pytest.raises(ValueError, match="rule"):
+        l2s.segment(decoded, image, rule="vote")
+
+
+@pytest.mark.parametrize("dataset", ["synthfaces", "helen"])
+def test_two_training_steps_from_an_sae_state(dataset):
+    cfg = tiny(dataset)
+    k = len(cfg.slices)
+    labels = torch.randint(0, 11, (4, 32, 32))
+    data = InMemory({"image": torch.rand(4, 3, 32, 32), "labels": labels}, transform=ToROI(cfg.roi_names))
+    assert data.batch([0, 1])["roi_images"].shape == (2, k, 3, 32, 32)
+    torch.manual_seed(0)
+    init = {name: net.state_dict() for name, net in sae.build(cfg.sae).items()}
+    spec = l2s.training_spec(cfg, data, init, steps=2, batch_size=2, seed=0, init_id={"sae": "random"},
+                             precision="fp32")
+    json.dumps(spec.config)
+    start = spec.build()
+    assert torch.equal(start["sae"].encoder.from_rgb.weight, init["sae"]["encoder.from_rgb.weight"])
+    result = train(spec, progress=False)
+    assert len(result.history["l1"]) == 2 and all(math.isfinite(v) for v in result.history["l1"])
+    labels = l2s.segment_images(result.nets["sae"], data.batch([0, 1])["image"], cfg)
+    assert labels.shape == (2, 32, 32) and int(labels.max()) <= k
+    with pytest.raises(ValueError, match="init lacks"):
+        l2s.training_spec(cfg, data, {"sae": init["sae"]}, steps=2, batch_size=2, seed=0)
