@@ -21,7 +21,9 @@ Choices made here, on purpose:
   treats each decoder "as a separate SAE" without saying whether the discriminators are separate; sharing them keeps
   the model the size of one SAE and starts them from the trained SAE's discriminators.
 - No loss on the full image (the released code has none); the full-code decode therefore drifts from the input.
-- All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items.
+- All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items; in training the
+  reconstructions and the swaps of all ROIs are one generator call of 2 K B items (`sae.decode_pair`), and the ROI
+  targets take the memory format of the input images (channels_last in the book's loop).
 
 Segmentation by masked decoding (`segment`), from the K decoded ROI images D_i (in [0, 1] units) of an image x:
 
@@ -121,6 +123,14 @@ def masked_structures(structure: Tensor, masks: Tensor) -> Tensor:
     return (masks[:, None, :, None, None] * structure[None]).flatten(0, 1)
 
 
+def roi_major(rois: Tensor, like: Tensor) -> Tensor:
+    """ROI images [B, K, 3, H, W] -> ROI-major [K * B, 3, H, W], in the memory format of `like` (e.g. channels_last)."""
+    out = rois.transpose(0, 1).flatten(0, 1)
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 def decode_rois(model: sae_lib.SwappingAutoencoder, structure: Tensor, texture: Tensor, masks: Tensor) -> Tensor:
     """The K ROI decodes of each image in one generator call: [B, K, 3, H, W] in [0, 1] units."""
     k, b = masks.shape[0], structure.shape[0]
@@ -184,20 +194,18 @@ def losses(cfg: L2SConfig):
             raise ValueError(f"roi_images has {rois.shape[1]} ROIs, the config has {k} slices")
         structure, texture = nets["sae"].encode(image)
         codes = masked_structures(structure, slice_masks(cfg))
-        targets = rois.transpose(0, 1).flatten(0, 1)  # ROI-major [K * B, 3, H, W], as the codes
+        targets = roi_major(rois, image)  # ROI-major [K * B, 3, H, W], as the codes
         return targets, codes, texture.repeat(k, 1)
 
     def d_loss(nets, batch, step):
         with torch.no_grad():
             targets, codes, textures = targets_and_codes(nets, batch)
-            partner = sae_lib.swap_index(codes.shape[0], codes.device)
-            rec = nets["sae"].decode(codes, textures)
-            swap = nets["sae"].decode(codes, textures[partner])
+            rec, swap = sae_lib.decode_pair(nets["sae"], codes, textures)  # one generator call
         image_loss, patch_loss = sae_lib.discriminator_terms(scfg, nets, targets, rec, swap)
         return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
 
     def r1_loss(nets, batch, step):
-        targets = batch["roi_images"].transpose(0, 1).flatten(0, 1)
+        targets = roi_major(batch["roi_images"], batch["image"])
         r1, r1_patch = sae_lib.r1_terms(scfg, nets, targets)
         loss = (scfg.r1_gamma / 2 * r1 + scfg.r1_gamma_patch / 2 * r1_patch) * scfg.r1_every
         return loss, {"r1": r1.detach(), "r1_patch": r1_patch.detach()}
@@ -249,6 +257,6 @@ def training_spec(cfg: L2SConfig, data, init: Mapping[str, Mapping[str, Tensor]]
 
 __all__ = [
     "PAPER_SLICES", "PAPER_ROIS", "HELEN_SLICES", "HELEN_ROIS", "SEGMENT_RULES", "L2SConfig", "paper_config",
-    "scaled_config", "slice_masks", "masked_structures", "decode_rois", "roi_images", "segment", "segment_images",
-    "losses", "build", "training_spec",
+    "scaled_config", "slice_masks", "masked_structures", "roi_major", "decode_rois", "roi_images", "segment",
+    "segment_images", "losses", "build", "training_spec",
 ]

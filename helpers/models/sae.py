@@ -22,8 +22,9 @@ Sizes are set by one base width w (the paper's w = 32, `paper_config`):
 - Image discriminator (StyleGAN2 residual D): 1x1 from-RGB, residual downsampling blocks to 4x4, 3x3 conv, linear,
   linear -> 1 logit; widths min(16w, 4w * 2**i).
 - Patch co-occurrence discriminator: 8 random square crops per image with sides uniform in [1/8, 1/4] of the image,
-  resampled to resolution/4 pixels (one batched `grid_sample`); a residual patch encoder gives a 16w feature per crop;
-  the logit of a crop is an MLP of [its feature, the mean feature of the 8 reference crops of the texture source].
+  resampled to resolution/4 pixels (one batched `grid_sample`, border padding so that a crop touching the image edge
+  never blends in black); a residual patch encoder gives a 16w feature per crop; the logit of a crop is an MLP of
+  [its feature, the mean feature of the 8 reference crops of the texture source].
 
 Choices made here, on purpose:
 
@@ -41,6 +42,27 @@ Choices made here, on purpose:
   target crops), lazily every 16 steps with the penalty multiplied by 16; Adam lr 2e-3, betas (0, 0.99), with the
   discriminators' Adam corrected for the lazy R1 as in StyleGAN2 (lr * 16/17, betas ** 16/17).
 - Swap pairs are neighbours in the batch (2i <-> 2i+1): the batch size must be even.
+
+How it is computed (each restructuring equals the straightforward computation up to float rounding; tests/models/
+test_sae.py checks every one against the plain version):
+
+- A training step is FLOP-bound in the 3x3 convs, spread evenly over the resolutions (every x2 step halves the width
+  and quadruples the area), with the discriminators about half of all FLOPs; at 64 px, w = 4 the SAE step is about
+  36 GFLOP (D phase 20, G phase 16). So the sizes are kept as above, and the work is cut where it is not needed:
+- The reconstruction and the swap are ONE generator call on 2B items (`decode_pair`); the image discriminator sees
+  reals, reconstructions and swaps as ONE batch, the patch discriminator encodes reference, real and swapped crops
+  as ONE batch, and the crops are batched `grid_sample` calls that never copy the image once per crop.
+  In the G phase the reference crops' features are computed without autograd (they are data; the G phase trains only
+  the encoder and generator, and the book's loop freezes the discriminators' parameters there).
+- Activation gains are folded into weights: lrelu(x) = leaky_relu(sqrt(2) x) (positive homogeneity), so sqrt(2)
+  and the residual 1/sqrt(2) ride on conv weights, biases, the demodulation coefficients and the noise strength
+  (`StyledConv`, `ResDownBlock`); from-RGB's 2x - 1 is folded into its 1x1 weight and bias (`from_rgb_lrelu`).
+- In a downsampling residual block the skip avgpool(conv1x1(x)) is one 2x2 stride-2 conv (linear maps commute);
+  2x2 average pooling takes the fastest CPU route for the layout and dtype (`avg_pool2x2`).
+- Layouts: encoder, generator and both discriminators turn their input channels_last, so every activation is
+  channels_last whatever the caller's layout (on CPU bilinear upsampling and pooling are several times faster in
+  that layout, and oneDNN convs are at least as fast); the weights may be in either layout. The book's loop also
+  trains with bf16 autocast where the CPU has native bf16; the model works in fp32 and bf16 alike.
 """
 from __future__ import annotations
 
@@ -150,8 +172,21 @@ class EqualConv2d(nn.Module):
         self.scale = 1 / math.sqrt(cin * kernel * kernel)
         self.stride, self.padding = stride, kernel // 2
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """conv(x) * gain, the gain folded into the weight and bias (the graph's full-size multiply is saved)."""
+        bias = None if self.bias is None else (self.bias if gain == 1.0 else self.bias * gain)
+        return F.conv2d(x, self.weight * (self.scale * gain), bias, self.stride, self.padding)
+
+
+def from_rgb_lrelu(conv: EqualConv2d, image: Tensor) -> Tensor:
+    """lrelu(conv(image * 2 - 1)) for a 1x1 from-RGB conv, as ONE conv + leaky ReLU (exact up to float rounding).
+
+    The input map 2x - 1 and the activation gain sqrt(2) are folded into the 1x1 weight and bias:
+    sqrt(2) (W (2x - 1) + b) = (2 sqrt(2) W) x + sqrt(2) (b - sum_i W_i); leaky ReLU is positively homogeneous.
+    """
+    w = conv.weight * (conv.scale * SQRT2)
+    b = conv.bias * SQRT2 - w.sum(dim=(1, 2, 3))
+    return F.leaky_relu(F.conv2d(image, w * 2, b, conv.stride, conv.padding), 0.2)
 
 
 class EqualLinear(nn.Module):
@@ -197,14 +232,20 @@ class ModulatedConv2d(nn.Module):
             w = w * torch.rsqrt(w.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
         return w
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+    def forward(self, x: Tensor, style: Tensor, gain: float = 1.0, bias: Tensor | None = None) -> Tensor:
+        """gain * modulated_conv(x) (+ bias): the gain and the bias ride on the demodulation multiply (one op)."""
         s = self.affine(style)  # [B, cin]
         weight = self.weight * self.scale
         out = F.conv2d(x * s[:, :, None, None].to(x.dtype), weight.to(x.dtype), padding=self.padding)
         if self.demodulate:  # 1 / ||s_i w_oik|| over (i, k) = rsqrt(s^2 @ sum_k w^2), per sample and output channel
             d = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum(dim=(2, 3)).t() + 1e-8)
-            out = out * d[:, :, None, None].to(out.dtype)
-        return out
+            d = (d * gain if gain != 1.0 else d)[:, :, None, None].to(out.dtype)
+            if bias is None:
+                return out * d
+            return torch.addcmul(bias[None, :, None, None].to(out.dtype), out, d)
+        if gain != 1.0:
+            out = out * gain
+        return out if bias is None else out + bias[None, :, None, None].to(out.dtype)
 
 
 class NoiseInjection(nn.Module):
@@ -214,15 +255,21 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(()))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """x + gain * strength * noise (x already carries the gain)."""
         if not self.training:
             return x
         noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
-        return x + self.strength.to(x.dtype) * noise
+        return x + (self.strength * gain).to(x.dtype) * noise
 
 
 class StyledConv(nn.Module):
-    """Modulated 3x3 conv -> noise -> bias -> lrelu * sqrt(2)."""
+    """Modulated 3x3 conv -> noise -> bias -> lrelu * sqrt(2).
+
+    `forward(x, style, gain)` returns gain / sqrt(2) times that, computed as leaky_relu(gain * (conv + noise + bias)):
+    the gain rides on the demodulation coefficients, the noise strength and the bias (leaky ReLU is positively
+    homogeneous), so lrelu's sqrt(2) and a following residual 1/sqrt(2) cost no full-size multiply.
+    """
 
     def __init__(self, cin: int, cout: int, style_dim: int):
         super().__init__()
@@ -230,9 +277,9 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.bias = nn.Parameter(torch.zeros(cout))
 
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        out = self.noise(self.conv(x, style))
-        return lrelu(out + self.bias[None, :, None, None].to(out.dtype))
+    def forward(self, x: Tensor, style: Tensor, gain: float = SQRT2) -> Tensor:
+        out = self.noise(self.conv(x, style, gain=gain, bias=self.bias * gain), gain)
+        return F.leaky_relu(out, 0.2)
 
 
 class StyledResBlock(nn.Module):
@@ -248,11 +295,35 @@ class StyledResBlock(nn.Module):
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         if self.upsample:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return (self.skip(x) + self.conv2(self.conv1(x, style), style)) / SQRT2
+        # (skip(x) + lrelu(c2)) / sqrt(2) = skip(x) / sqrt(2) + leaky_relu(c2): gains folded, see StyledConv
+        return self.skip(x, gain=1 / SQRT2) + self.conv2(self.conv1(x, style), style, gain=1.0)
+
+
+def avg_pool2x2(x: Tensor) -> Tensor:
+    """2x2 average pooling, equal to F.avg_pool2d(x, 2) up to float rounding, by the fastest CPU route per layout.
+
+    Measured forward + backward on one CPU core (torch 2.15, fp32 and bf16): channels_last -> avg_pool2d;
+    NCHW fp32 -> a depthwise 2x2 stride-2 conv with weights 1/4; NCHW bf16 -> sums of the four strided views (oneDNN's
+    bf16 depthwise backward and avg_pool2d's NCHW kernels are several times slower there).
+    """
+    if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return F.avg_pool2d(x, 2)
+    if x.dtype == torch.float32:
+        kernel = torch.full((x.shape[1], 1, 2, 2), 0.25, device=x.device, dtype=x.dtype)
+        return F.conv2d(x, kernel, stride=2, groups=x.shape[1])
+    x = x.unflatten(3, (-1, 2))
+    x = x[..., 0] + x[..., 1]
+    x = x.unflatten(2, (-1, 2))
+    return (x[:, :, :, 0] + x[:, :, :, 1]) * 0.25
 
 
 class ResDownBlock(nn.Module):
-    """conv3x3 + lrelu, conv3x3 + lrelu, (2x2 average pool), plus a 1x1 skip; sum scaled by 1/sqrt(2)."""
+    """conv3x3 + lrelu, conv3x3 + lrelu, (2x2 average pool), plus a 1x1 skip; sum scaled by 1/sqrt(2).
+
+    With downsampling, the skip path avgpool(conv1x1(x)) is computed as ONE 2x2 stride-2 conv whose four taps are the
+    1x1 weight / 4 (both maps are linear and commute, so this is exact up to float rounding; `test_sae` checks it),
+    a quarter of the skip's cost and one op fewer.
+    """
 
     def __init__(self, cin: int, cout: int, downsample: bool = True):
         super().__init__()
@@ -262,11 +333,14 @@ class ResDownBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
-        h = lrelu(self.conv2(lrelu(self.conv1(x))))
-        skip = self.skip(x)
-        if self.downsample:
-            h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
-        return (h + skip) / SQRT2
+        # lrelu(c) = leaky_relu(sqrt(2) c),
+        # (pool(lrelu(c2)) + skip) / sqrt(2) = pool(leaky_relu(c2)) + skip / sqrt(2);
+        # the sqrt(2) gains and the residual scale are folded into conv weights (exact up to float rounding)
+        h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x, gain=SQRT2), 0.2)), 0.2)
+        if not self.downsample:
+            return h + self.skip(x, gain=1 / SQRT2)
+        skip_weight = (self.skip.weight * (self.skip.scale / (4 * SQRT2))).expand(-1, -1, 2, 2)
+        return avg_pool2x2(h) + F.conv2d(x, skip_weight, stride=2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,7 +364,7 @@ class Encoder(nn.Module):
         self.texture_linear = EqualLinear(64 * w, 64 * w)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.blocks(lrelu(self.from_rgb(image * 2 - 1)))
+        h = self.blocks(from_rgb_lrelu(self.from_rgb, image.contiguous(memory_format=torch.channels_last)))
         structure = l2_normalize(self.structure(h))
         texture = l2_normalize(self.texture_linear(self.texture_convs(h).float().mean(dim=(2, 3))))
         return structure, texture
@@ -312,7 +386,7 @@ class Generator(nn.Module):
         self.rgb_bias = nn.Parameter(torch.zeros(3))
 
     def forward(self, structure: Tensor, texture: Tensor) -> Tensor:
-        x = structure
+        x = structure.contiguous(memory_format=torch.channels_last)  # see "Layouts" in the module doc
         for block in [*self.head, *self.blocks]:
             x = block(x, texture)
         rgb = self.to_rgb(x, texture).float() + self.rgb_bias[None, :, None, None]
@@ -363,7 +437,7 @@ class Discriminator(nn.Module):
         self.out = EqualLinear(widths[-1], 1)
 
     def forward(self, image: Tensor) -> Tensor:
-        h = self.blocks(lrelu(self.from_rgb(image * 2 - 1)))
+        h = self.blocks(from_rgb_lrelu(self.from_rgb, image.contiguous(memory_format=torch.channels_last)))
         h = lrelu(self.conv(h)).flatten(1)
         return self.out(lrelu(self.fc(h))).float().squeeze(1)
 
@@ -385,22 +459,32 @@ class PatchDiscriminator(nn.Module):
     def features(self, crops: Tensor) -> Tensor:
         """Crops [B, N, 3, P, P] -> features [B, N, 16w]."""
         b, n = crops.shape[:2]
-        h = self.blocks(lrelu(self.from_rgb(crops.flatten(0, 1) * 2 - 1)))
+        crops = crops.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        h = self.blocks(from_rgb_lrelu(self.from_rgb, crops))
         return lrelu(self.project(h.flatten(1))).view(b, n, -1)
 
-    def forward(self, crops: Tensor, reference: Tensor) -> Tensor:
-        f = self.features(crops)
-        ref = self.features(reference).mean(1, keepdim=True).expand_as(f)
-        h = torch.cat([f, ref], dim=2)
+    def classify(self, features: Tensor, reference: Tensor) -> Tensor:
+        """Crop features [B, N, F] and reference features [B, M, F] (or their mean [B, 1, F]) -> logits [B, N]."""
+        ref = reference.mean(1, keepdim=True).expand_as(features)
+        h = torch.cat([features, ref.to(features.dtype)], dim=2)
         for layer in self.classifier[:-1]:
             h = lrelu(layer(h))
         return self.classifier[-1](h).float().squeeze(2)
 
+    def forward(self, crops: Tensor, reference: Tensor) -> Tensor:
+        if crops.shape[0] == reference.shape[0] and crops.shape[2:] == reference.shape[2:]:
+            n = crops.shape[1]  # both crop sets through the encoder as one batch
+            f = self.features(torch.cat([crops, reference.to(crops.dtype)], dim=1))
+            return self.classify(f[:, :n], f[:, n:])
+        return self.classify(self.features(crops), self.features(reference))
+
 
 def random_crops(image: Tensor, n: int, size: int, low: float, high: float) -> Tensor:
-    """n square crops per image [B, 3, H, W] with side uniform in [low, high] * H at random places -> [B, n, 3, size, size].
+    """n square crops per image [B, 3, H, W], side uniform in [low, high] * H, at random places: [B, n, 3, size, size].
 
-    One batched bilinear `grid_sample`; the randomness comes from torch's global generator (seeded per step by the loop).
+    One bilinear `grid_sample` per call (border padding: sample points between the outermost pixel centres and the
+    image edge take the edge pixel, never black); the randomness comes from torch's global generator (seeded per step
+    by the loop).
     """
     b = image.shape[0]
     side = torch.empty(b, n, device=image.device).uniform_(low, high)  # share of the image side
@@ -410,8 +494,18 @@ def random_crops(image: Tensor, n: int, size: int, low: float, high: float) -> T
     theta[..., 1, 1] = side
     theta[..., :, 2] = centre
     grid = F.affine_grid(theta.view(b * n, 2, 3), [b * n, 3, size, size], align_corners=False)
-    source = image.float().repeat_interleave(n, dim=0)
-    return F.grid_sample(source, grid, mode="bilinear", align_corners=False).view(b, n, 3, size, size)
+    # the n crop grids of an image stacked along the height: one sample of the image, no n-fold copy of it
+    out = F.grid_sample(image.float(), grid.view(b, n * size, size, 2), mode="bilinear", padding_mode="border",
+                        align_corners=False)
+    return out.view(b, 3, n, size, size).transpose(1, 2)
+
+
+def decode_pair(model: SwappingAutoencoder, structure: Tensor, texture: Tensor) -> tuple[Tensor, Tensor]:
+    """(reconstruction, swap) in ONE generator call: structure i decoded with texture i and with its partner's."""
+    partner = swap_index(structure.shape[0], structure.device)
+    out = model.decode(torch.cat([structure, structure]), torch.cat([texture, texture[partner]]))
+    rec, swap = out.chunk(2)
+    return rec, swap
 
 
 def build(cfg: SAEConfig) -> dict[str, nn.Module]:
@@ -447,28 +541,36 @@ def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor
     itself for the SAE, an ROI image for L2S). The swap decodes structure i with the texture of its partner
     (2i <-> 2i+1); its co-occurrence reference crops come from the partner's target.
     """
-    sae = nets["sae"]
     partner = swap_index(image.shape[0], image.device)
-    rec = sae.decode(structure, texture)
-    swap = sae.decode(structure, texture[partner])
+    rec, swap = decode_pair(nets["sae"], structure, texture)  # one generator call
     l1 = (rec - target.float()).abs().mean()
-    gan_rec = non_saturating(nets["disc"](rec), real=True)
-    gan_swap = non_saturating(nets["disc"](swap), real=True)
-    cooccur = non_saturating(nets["patch_disc"](crops_of(cfg, swap), crops_of(cfg, target[partner])), real=True)
+    logits_rec, logits_swap = nets["disc"](torch.cat([rec, swap])).chunk(2)  # one image-D call
+    gan_rec = non_saturating(logits_rec, real=True)
+    gan_swap = non_saturating(logits_swap, real=True)
+    p = nets["patch_disc"]
+    # the reference crops are data (no gradient reaches G through them, and the G phase does not train D)
+    with torch.no_grad():
+        reference = p.features(crops_of(cfg, target[partner].detach())).mean(1, keepdim=True)
+    cooccur = non_saturating(p.classify(p.features(crops_of(cfg, swap)), reference), real=True)
     return rec, l1, gan_rec, gan_swap, cooccur
 
 
 def discriminator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor, rec: Tensor,
                         swap: Tensor) -> tuple[Tensor, Tensor]:
     """D-side losses: image D (reals vs reconstructions and swaps, 0.5 each) and patch D (real vs swapped crops)."""
-    partner = swap_index(target.shape[0], target.device)
-    d = nets["disc"]
-    image_loss = (non_saturating(d(target), real=True) + 0.5 * non_saturating(d(rec), real=False)
-                  + 0.5 * non_saturating(d(swap), real=False))
+    b = target.shape[0]
+    partner = swap_index(b, target.device)
+    target = target.float()
+    real, fake_rec, fake_swap = nets["disc"](torch.cat([target, rec.float(), swap.float()])).split(b)  # one D call
+    image_loss = (non_saturating(real, real=True) + 0.5 * non_saturating(fake_rec, real=False)
+                  + 0.5 * non_saturating(fake_swap, real=False))
     p = nets["patch_disc"]
-    reference = crops_of(cfg, target[partner])
-    patch_loss = (non_saturating(p(crops_of(cfg, target[partner]), reference), real=True)
-                  + non_saturating(p(crops_of(cfg, swap), reference), real=False))
+    # reference crops, real crops (both of the partner's target) and swap crops: one grid_sample, one patch-D call
+    crops = crops_of(cfg, torch.cat([target[partner], target[partner], swap.float()]))
+    features = p.features(crops)
+    reference, real_f, swap_f = features.split(b)
+    logits_real, logits_swap = p.classify(torch.cat([real_f, swap_f]), reference.repeat(2, 1, 1)).split(b)
+    patch_loss = non_saturating(logits_real, real=True) + non_saturating(logits_swap, real=False)
     return image_loss, patch_loss
 
 
@@ -504,11 +606,8 @@ def losses(cfg: SAEConfig):
 
     def d_loss(nets, batch, step):
         image = batch["image"]
-        partner = swap_index(image.shape[0], image.device)
         with torch.no_grad():
-            structure, texture = nets["sae"].encode(image)
-            rec = nets["sae"].decode(structure, texture)
-            swap = nets["sae"].decode(structure, texture[partner])
+            rec, swap = decode_pair(nets["sae"], *nets["sae"].encode(image))
         image_loss, patch_loss = discriminator_terms(cfg, nets, image, rec, swap)
         return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
 
@@ -546,9 +645,9 @@ def training_spec(cfg: SAEConfig, data, steps: int, batch_size: int, seed: int,
 
 
 __all__ = [
-    "SAEConfig", "paper_config", "scaled_config", "EqualConv2d", "EqualLinear", "ModulatedConv2d", "NoiseInjection",
-    "StyledConv", "StyledResBlock", "ResDownBlock", "Encoder", "Generator", "SwappingAutoencoder", "Discriminator",
-    "PatchDiscriminator", "swap_index", "random_crops", "build", "l2_normalize", "lrelu", "non_saturating",
-    "r1_penalty", "crops_of", "generator_terms", "discriminator_terms", "r1_terms", "discriminator_optimizer",
-    "optimizers", "losses", "training_spec",
+    "SAEConfig", "paper_config", "scaled_config", "EqualConv2d", "from_rgb_lrelu", "EqualLinear", "ModulatedConv2d",
+    "NoiseInjection", "StyledConv", "StyledResBlock", "ResDownBlock", "Encoder", "Generator", "SwappingAutoencoder",
+    "Discriminator", "PatchDiscriminator", "swap_index", "random_crops", "decode_pair", "build", "avg_pool2x2",
+    "l2_normalize", "lrelu", "non_saturating", "r1_penalty", "crops_of", "generator_terms", "discriminator_terms",
+    "r1_terms", "discriminator_optimizer", "optimizers", "losses", "training_spec",
 ]

@@ -110,3 +110,12 @@ def test_two_training_steps_from_an_sae_state(dataset):
     assert labels.shape == (2, 32, 32) and int(labels.max()) <= k
     with pytest.raises(ValueError, match="init lacks"):
         l2s.training_spec(cfg, data, {"sae": init["sae"]}, steps=2, batch_size=2, seed=0)
+
+
+def test_roi_major_orders_rois_like_the_codes_and_follows_the_image_layout():
+    rois = torch.rand(2, 5, 3, 8, 8)
+    flat = l2s.roi_major(rois, torch.rand(2, 3, 8, 8))
+    assert torch.equal(flat.view(5, 2, 3, 8, 8), rois.transpose(0, 1))
+    image = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    cl = l2s.roi_major(rois, image)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, flat)

@@ -99,3 +99,125 @@ def test_two_training_steps_through_the_book_loop():
     assert all(math.isfinite(v) for v in result.history["l1"] + result.history["d"])
     with pytest.raises(ValueError, match="batch_size"):
         sae.training_spec(cfg, data, steps=2, batch_size=3, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Restructured computations equal their straightforward versions (float error only)
+
+
+def _lrelu(x):
+    return F.leaky_relu(x, 0.2) * math.sqrt(2)
+
+
+def _conv(conv, x):
+    return F.conv2d(x, conv.weight * conv.scale, conv.bias, conv.stride, conv.padding)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_avg_pool2x2_equals_avg_pool2d(dtype, channels_last):
+    x = torch.randn(3, 5, 8, 6, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    tol = 1e-6 if dtype == torch.float32 else 2e-2
+    assert torch.allclose(sae.avg_pool2x2(x).float(), F.avg_pool2d(x.float(), 2), atol=tol)
+
+
+def _randomise(module):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.5 + (1.0 if p.dim() == 1 and p.shape[0] == 1 else 0.0))
+    return module
+
+
+@pytest.mark.parametrize("downsample", [True, False])
+def test_res_down_block_equals_the_straightforward_block(downsample):
+    block = _randomise(sae.ResDownBlock(4, 6, downsample=downsample))
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    h = _lrelu(_conv(block.conv2, _lrelu(_conv(block.conv1, x))))
+    skip = _conv(block.skip, x)
+    if downsample:
+        h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+    want = (h + skip) / math.sqrt(2)
+    got = block(x)
+    assert torch.allclose(got, want, atol=1e-5)
+    g_got, = torch.autograd.grad(got.square().sum(), x)
+    g_want, = torch.autograd.grad(want.square().sum(), x)
+    assert torch.allclose(g_got, g_want, atol=1e-4)
+
+
+def test_from_rgb_lrelu_equals_lrelu_of_the_conv_of_2x_minus_1():
+    conv = _randomise(sae.EqualConv2d(3, 5, 1))
+    x = torch.rand(2, 3, 6, 6)
+    assert torch.allclose(sae.from_rgb_lrelu(conv, x), _lrelu(_conv(conv, x * 2 - 1)), atol=1e-5)
+
+
+def test_styled_res_block_with_folded_gains_equals_the_straightforward_block():
+    block = _randomise(sae.StyledResBlock(4, 6, style_dim=5, upsample=True))
+    x, style = torch.randn(2, 4, 4, 4), torch.randn(2, 5)
+
+    def styled(layer, h):  # modulated/demodulated conv -> noise -> bias -> lrelu, per-sample weights (grouped conv)
+        w = layer.conv.sample_weights(style)
+        b, c = h.shape[:2]
+        out = F.conv2d(h.reshape(1, b * c, *h.shape[2:]), w.flatten(0, 1), padding=1, groups=b)
+        out = out.view(b, -1, *h.shape[2:])
+        if layer.training:
+            out = out + layer.noise.strength * torch.randn(b, 1, *out.shape[2:])
+        return _lrelu(out + layer.bias[None, :, None, None])
+
+    for training in (False, True):
+        block.train(training)
+        up = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        torch.manual_seed(3)
+        want = (_conv(block.skip, up) + styled(block.conv2, styled(block.conv1, up))) / math.sqrt(2)
+        torch.manual_seed(3)
+        assert torch.allclose(block(x, style), want, atol=1e-4)
+
+
+def test_modulated_conv_gain_and_bias_ride_on_the_demodulation():
+    conv = sae.ModulatedConv2d(6, 5, 3, style_dim=7)
+    x, style, bias = torch.randn(2, 6, 5, 5), torch.randn(2, 7), torch.randn(5)
+    want = conv(x, style) * 1.7 + bias[None, :, None, None]
+    assert torch.allclose(conv(x, style, gain=1.7, bias=bias), want, atol=1e-5)
+
+
+def test_random_crops_equal_one_sample_per_crop_of_the_repeated_image():
+    image = torch.rand(3, 3, 32, 32)
+    torch.manual_seed(5)
+    got = sae.random_crops(image, 4, 8, 0.125, 0.25)
+    torch.manual_seed(5)  # the straightforward version: the same random boxes, the image repeated once per crop
+    side = torch.empty(3, 4).uniform_(0.125, 0.25)
+    centre = (torch.rand(3, 4, 2) * 2 - 1) * (1 - side)[..., None]
+    theta = torch.zeros(3, 4, 2, 3)
+    theta[..., 0, 0], theta[..., 1, 1], theta[..., :, 2] = side, side, centre
+    grid = F.affine_grid(theta.view(12, 2, 3), [12, 3, 8, 8], align_corners=False)
+    want = F.grid_sample(image.repeat_interleave(4, dim=0), grid, padding_mode="border", align_corners=False)
+    assert torch.allclose(got, want.view(3, 4, 3, 8, 8), atol=1e-6)
+
+
+def test_batched_decodes_and_discriminator_calls_equal_separate_calls():
+    cfg = sae.scaled_config(32, 2)
+    nets = {k: v.eval() for k, v in sae.build(cfg).items()}
+    image = torch.rand(4, 3, 32, 32)
+    s, t = nets["sae"].encode(image)
+    rec, swap = sae.decode_pair(nets["sae"], s, t)
+    assert torch.allclose(rec, nets["sae"].decode(s, t), atol=1e-5)
+    assert torch.allclose(swap, nets["sae"].decode(s, t[sae.swap_index(4)]), atol=1e-5)
+    p = nets["patch_disc"]
+    crops, reference = sae.crops_of(cfg, image), sae.crops_of(cfg, image.flip(0))
+    assert torch.allclose(p(crops, reference), p.classify(p.features(crops), p.features(reference)), atol=1e-5)
+
+
+def test_outputs_do_not_depend_on_the_memory_layout():
+    cfg = sae.scaled_config(32, 2)
+    nets = {k: v.eval() for k, v in sae.build(cfg).items()}
+    image = torch.rand(2, 3, 32, 32)
+    s, t = nets["sae"].encode(image)
+    want = (s, t, nets["sae"].decode(s, t), nets["disc"](image))
+    for net in nets.values():
+        net.to(memory_format=torch.channels_last)
+    cl = image.contiguous(memory_format=torch.channels_last)
+    s2, t2 = nets["sae"].encode(cl)
+    got = (s2, t2, nets["sae"].decode(s2, t2), nets["disc"](cl))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
