@@ -75,7 +75,7 @@ PROFILES: dict[str, Profile] = {
         "cpu", "readers and laptops: the claims reproduce in direction on SynthFaces (about 10 minutes per notebook)",
         resolution=64, train_size=4096, test_size=512,
         families=_families(
-            mask_vae=(64, 32, 600, 16), sis=(64, 16, 300, 16), sae=(64, 4, 400, 8), l2s=(64, 4, 150, 4),
+            mask_vae=(64, 32, 600, 16), sis=(64, 16, 800, 16), sae=(64, 4, 400, 8), l2s=(64, 4, 150, 4),
             segmenter=(64, 8, 300, 16), features=(64, 32, 800, 64), stylegan=(64, 32, 3000, 16),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
