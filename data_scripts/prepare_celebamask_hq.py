@@ -34,7 +34,7 @@ import numpy as np
 
 from helpers.data.convert import (
     BadItem, ConversionError, Item, Report, add_common_args, add_split_args, convert, load_gray, load_rgb, resize_image,
-    resize_labels, run_main, seeded_split,
+    resize_labels, run_main, seeded_split, source_folder,
 )
 from helpers.data.labels import CELEBAMASK_HQ_CLASSES, CELEBAMASK_HQ_PARTS
 
@@ -208,9 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> Report:
-    root = Path(args.root)
-    if not root.is_dir():
-        raise ConversionError(f"--root {root} is not a folder; {LAYOUT}")
+    root = source_folder(args.root, LAYOUT)
     images = list_images(root)
     if args.limit is not None:
         images = images[:args.limit]

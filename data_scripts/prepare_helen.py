@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data.convert import (
-    BadItem, ConversionError, Item, Report, add_common_args, add_split_args, convert, load_gray, load_rgb, resize_image,
-    resize_labels, run_main, seeded_split,
+    BadItem, ConversionError, Item, Report, add_common_args, add_crop_arg, add_split_args, convert, load_gray, load_rgb,
+    resize_image, resize_labels, run_main, seeded_split, source_folder,
 )
 from helpers.data.labels import HELEN_CLASSES
 
@@ -119,16 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="HELEN folder (images/, labels/, split lists)")
     add_common_args(parser, default_resolution=128)
-    parser.add_argument("--crop", choices=("center", "pad"), default="center",
-                        help="square box: centre crop to the shorter side (default) or zero pad to the longer")
+    add_crop_arg(parser)
     add_split_args(parser, fallback=True)
     return parser
 
 
 def run(args) -> Report:
-    root = Path(args.root)
-    if not root.is_dir():
-        raise ConversionError(f"--root {root} is not a folder; {LAYOUT}")
+    root = source_folder(args.root, LAYOUT)
     for sub in ("images", "labels"):
         if not (root / sub).is_dir():
             raise ConversionError(f"missing folder {root / sub}; {LAYOUT}")

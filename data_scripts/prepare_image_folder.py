@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from helpers.data.convert import (
-    ConversionError, Item, Report, add_common_args, add_split_args, convert, load_rgb, resize_image, run_main, seeded_split,
+    ConversionError, Item, Report, add_common_args, add_crop_arg, add_split_args, convert, load_rgb, resize_image, run_main,
+    seeded_split, source_folder,
 )
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -41,17 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, help="folder of images (searched recursively)")
     add_common_args(parser, default_resolution=128)
-    parser.add_argument("--crop", choices=("center", "pad"), default="center",
-                        help="square box: centre crop to the shorter side (default) or zero pad to the longer")
+    add_crop_arg(parser)
     add_split_args(parser, fallback=False)
     return parser
 
 
 def run(args) -> Report:
-    root = Path(args.root)
-    if not root.is_dir():
-        raise ConversionError(f"--root {root} is not a folder; expected a folder holding "
-                              f"{', '.join(EXTENSIONS)} images (searched recursively)")
+    root = source_folder(args.root, f"expected a folder holding {', '.join(EXTENSIONS)} images (searched recursively)")
     names = list_images(root, exclude=Path(args.out))
     if not names:
         raise ConversionError(f"no {', '.join(EXTENSIONS)} images under {root}")

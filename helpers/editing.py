@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+from scipy import stats
 import torch.nn.functional as F
 
 
@@ -91,24 +92,10 @@ def centroids(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(total[:, None] > 0, centre, torch.full_like(centre, float("nan")))
 
 
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..n with ties given their average rank (as Spearman's rho needs)."""
-    values = values.double()
-    order = torch.argsort(values, stable=True)
-    ranks = torch.empty_like(values)
-    ranks[order] = torch.arange(1, len(values) + 1, dtype=torch.double)
-    for value in torch.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation of two 1-D sequences (NaN when either is constant)."""
+    """Spearman's rank correlation of two 1-D sequences (ties get average ranks; NaN when either is constant)."""
     if x.shape != y.shape or x.dim() != 1 or len(x) < 2:
         raise ValueError(f"need two 1-D sequences of the same length >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = (rx.square().sum() * ry.square().sum()).sqrt()
-    return float(rx @ ry / denominator) if denominator > 0 else float("nan")
+    if bool((x == x[0]).all()) or bool((y == y[0]).all()):
+        return float("nan")
+    return float(stats.spearmanr(x.double().numpy(), y.double().numpy()).statistic)

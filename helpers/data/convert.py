@@ -131,6 +131,20 @@ def add_common_args(parser, default_resolution: int = 128) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_crop_arg(parser) -> None:
+    """--crop of converters whose images are not square."""
+    parser.add_argument("--crop", choices=("center", "pad"), default="center",
+                        help="square box: centre crop to the shorter side (default) or zero pad to the longer")
+
+
+def source_folder(root, expected: str) -> Path:
+    """`root` as a Path, or a ConversionError naming it and the `expected` layout when it is not a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConversionError(f"--root {root} is not a folder; {expected}")
+    return root
+
+
 def add_split_args(parser, fallback: bool) -> None:
     """--seed, --val-fraction, --test-fraction of a seeded random split (`fallback`: used only without split files)."""
     what = "fallback random split" if fallback else "random split"

@@ -20,6 +20,11 @@ import torch.nn.functional as F
 
 from .labels import ROI_NAMES, celebamask_hq_to_helen_table, helen_to_roi_table
 
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Label maps [..., H, W] of class ids -> float32 one-hot masks [..., num_classes, H, W]."""
+    return F.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
+
+
 # Keys resized with bilinear + antialias (continuous values) and with nearest (ids, masks).
 CONTINUOUS_KEYS = ("image", "albedo", "depth", "roi_images")
 DISCRETE_KEYS = ("labels", "roi_labels", "parts", "mask", "masks")
@@ -154,7 +159,7 @@ class OneHotParts:
         labels = item[self.key].long()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"{self.key} has ids outside 0..{self.num_classes - 1}")
-        parts = F.one_hot(labels, self.num_classes).movedim(-1, -3).float()
+        parts = one_hot(labels, self.num_classes)
         if self.drop_background:
             parts = parts[..., 1:, :, :]
         return {**item, self.out_key: parts}

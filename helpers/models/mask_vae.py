@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.transforms import one_hot as one_hot_parts  # masks [..., C, H, W], background channel included
 from ..train import Phase, TrainSpec
 
 LSTM_KINDS = ("bi", "uni", "none")
@@ -272,11 +273,6 @@ class MaskVAE(nn.Module):
 def to_labels(logits: torch.Tensor) -> torch.Tensor:
     """Label map [B, H, W]: argmax over the C channels (channel 0 is the background)."""
     return logits.argmax(dim=1)
-
-
-def one_hot_parts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Label maps [..., H, W] -> float one-hot parts [..., C, H, W], background channel included."""
-    return F.one_hot(labels.long(), num_classes).movedim(-1, -3).float()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -422,6 +422,11 @@ def swap_index(batch: int, device: torch.device | None = None) -> Tensor:
     return torch.arange(batch, device=device) ^ 1
 
 
+def discriminator_widths(width: int, downs: int) -> list[int]:
+    """Channels of a discriminator trunk: 4w at the input, doubling at each of `downs` downsamplings, at most 16w."""
+    return [min(16 * width, 4 * width * 2 ** i) for i in range(downs + 1)]
+
+
 class Discriminator(nn.Module):
     """StyleGAN2 residual image discriminator: image [B, 3, H, W] in [0, 1] -> logit [B]."""
 
@@ -429,7 +434,7 @@ class Discriminator(nn.Module):
         super().__init__()
         w = cfg.width
         downs = round(math.log2(cfg.resolution / 4))
-        widths = [min(16 * w, 4 * w * 2 ** i) for i in range(downs + 1)]
+        widths = discriminator_widths(w, downs)
         self.from_rgb = EqualConv2d(3, widths[0], 1)
         self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])
         self.conv = EqualConv2d(widths[-1], widths[-1], 3)
@@ -449,7 +454,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         w = cfg.width
         downs = round(math.log2(cfg.patch_size / 4))
-        widths = [min(16 * w, 4 * w * 2 ** i) for i in range(downs + 1)]
+        widths = discriminator_widths(w, downs)
         feat = 16 * w
         self.from_rgb = EqualConv2d(3, widths[0], 1)
         self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.transforms import one_hot
 from ..train import Phase, TrainSpec
 
 
@@ -68,11 +69,6 @@ class SISConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def one_hot(labels: Tensor, num_classes: int) -> Tensor:
-    """[B,H,W] integer labels -> [B,C,H,W] float one-hot."""
-    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()
 
 
 def region_average(features: Tensor, masks: Tensor, eps: float = 1e-6) -> Tensor:
