@@ -24,7 +24,11 @@ def helen_colour_map(labels: torch.Tensor) -> torch.Tensor:
 
 def roi_colour_map(labels: torch.Tensor) -> torch.Tensor:
     """HELEN label maps -> RGB in the papers' ROI code: hair blue, skin green, nose red, eyes orange, lips+mouth grey."""
-    rois = helen_to_roi_table()[labels.long()]
+    return roi_ids_colour_map(helen_to_roi_table()[labels.long()])
+
+
+def roi_ids_colour_map(rois: torch.Tensor) -> torch.Tensor:
+    """ROI id maps [..., H, W] (0 background, 1..5 = ROI_NAMES) -> RGB [..., 3, H, W] in the papers' ROI code."""
     return colourise(rois, [ROI_COLOURS[name] for name in ("background",) + ROI_NAMES])
 
 

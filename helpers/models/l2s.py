@@ -49,7 +49,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data.labels import ROI_NAMES
-from ..train import Phase, TrainSpec
+from ..data.memory import InMemory
+from ..data.transforms import ToROI
+from ..train import Phase, TrainSpec, Trained, train
 from . import sae as sae_lib
 
 PAPER_SLICES: tuple[tuple[int, int], ...] = ((0, 2), (2, 4), (4, 6), (6, 7), (7, 8))
@@ -107,6 +109,14 @@ def scaled_config(resolution: int, width: int, dataset: str = "synthfaces") -> L
     """The model of a profile: a scaled SAE, and the HELEN slicing (hair 0:4, skin 4:8) when dataset == 'helen'."""
     slices, rois = (HELEN_SLICES, HELEN_ROIS) if dataset == "helen" else (PAPER_SLICES, PAPER_ROIS)
     return L2SConfig(sae=sae_lib.scaled_config(resolution, width), slices=slices, roi_names=rois)
+
+
+def roi_targets(roi_labels: Tensor, cfg: L2SConfig) -> Tensor:
+    """ROI ids [..., H, W] of `ToROI` restricted to the config's ROIs: 0 elsewhere, i + 1 for slice i's ROI."""
+    out = torch.zeros_like(roi_labels)
+    for i, name in enumerate(cfg.roi_names):
+        out[roi_labels == ROI_NAMES.index(name) + 1] = i + 1
+    return out
 
 
 def slice_masks(cfg: L2SConfig) -> Tensor:
@@ -255,8 +265,45 @@ def training_spec(cfg: L2SConfig, data, init: Mapping[str, Mapping[str, Tensor]]
                      batch_size=batch_size, seed=seed, data=data, **loop)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The book's two models (chapters 02 and 03 train or load the same checkpoints through these)
+
+
+def book_config(run: Any) -> L2SConfig:
+    """The model of a run (helpers.config.RunConfig): the profile's SAE size, the dataset's slicing."""
+    family = run.family("sae")
+    return scaled_config(family.resolution, family.width, dataset=run.dataset)
+
+
+def book_data_id(run: Any, n_train: int) -> dict[str, Any]:
+    """What names a run's training data in the checkpoint keys."""
+    return {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None, "train": n_train,
+            "resolution": run.family("sae").resolution, "seed": run.seed}
+
+
+def train_book_sae(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
+    """The run's Swapping Autoencoder (the paper's starting point, the SMN of paper 002), trained or from the cache."""
+    family = run.family("sae")
+    spec = sae_lib.training_spec(book_config(run).sae, InMemory({"image": train_split["image"]}),
+                                 steps=family.steps, batch_size=family.batch_size, seed=run.seed,
+                                 data_id=book_data_id(run, len(train_split["image"])))
+    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+
+
+def train_book_l2s(run: Any, train_split: Mapping[str, Tensor], sae_trained: Trained, progress: bool = True) -> Trained:
+    """The run's Latents2Segments model (the SMPN of paper 002), fine-tuned from `sae_trained` or from the cache."""
+    cfg, family = book_config(run), run.family("l2s")
+    init = {name: net.state_dict() for name, net in sae_trained.nets.items()}
+    data = InMemory({"image": train_split["image"], "labels": train_split["labels"]}, transform=ToROI(cfg.roi_names))
+    data_id = book_data_id(run, len(train_split["image"]))
+    spec = training_spec(cfg, data, init, steps=family.steps, batch_size=family.batch_size, seed=run.seed,
+                         data_id=data_id, init_id={"sae": sae_trained.path.stem})  # the SAE's checkpoint (key hash)
+    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+
+
 __all__ = [
     "PAPER_SLICES", "PAPER_ROIS", "HELEN_SLICES", "HELEN_ROIS", "SEGMENT_RULES", "L2SConfig", "paper_config",
     "scaled_config", "slice_masks", "masked_structures", "roi_major", "decode_rois", "roi_images", "segment",
-    "segment_images", "losses", "build", "training_spec",
+    "segment_images", "losses", "build", "training_spec", "roi_targets", "book_config", "book_data_id",
+    "train_book_sae", "train_book_l2s",
 ]

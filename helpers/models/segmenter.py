@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..train import Phase, TrainSpec
+from ..data.memory import InMemory
+from ..data.transforms import ToROI
+from ..train import Phase, Trained, TrainSpec, train
+from .l2s import book_data_id
 from .mask_vae import group_count
 
 
@@ -117,5 +120,14 @@ def training_spec(cfg: SegmenterConfig, data, steps: int, batch_size: int, seed:
         **loop)
 
 
+def train_book_segmenter(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
+    """The run's baseline segmenter (chapter 02's Table 2, chapter 03's label maps), trained or from the cache."""
+    family = run.family("segmenter")
+    data = InMemory({"image": train_split["image"], "labels": train_split["labels"]}, transform=ToROI(images=False))
+    spec = training_spec(scaled_config(family.resolution, family.width), data, steps=family.steps,
+                         batch_size=family.batch_size, seed=run.seed, data_id=book_data_id(run, len(data)))
+    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+
+
 __all__ = ["SegmenterConfig", "paper_config", "scaled_config", "ConvBlock", "UNetSegmenter", "segment_images",
-           "training_spec"]
+           "training_spec", "train_book_segmenter"]

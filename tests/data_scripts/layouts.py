@@ -153,12 +153,12 @@ def helen_expected_labels(name: str) -> np.ndarray:
     return np.argmax(helen_soft_maps(name), axis=0).astype(np.uint8)
 
 
-def make_helen(root: Path, list_style: str = "official") -> Path:
-    """HELEN face-parsing layout: images/<name>.jpg, labels/<name>/<name>_lblNN.png, split lists."""
+def make_helen(root: Path, list_style: str = "official", splits: dict[str, list[str]] = HELEN_NAMES) -> Path:
+    """HELEN face-parsing layout: images/<name>.jpg, labels/<name>/<name>_lblNN.png, split lists (`splits`: names per split)."""
     root = Path(root)
     (root / "images").mkdir(parents=True)
     files = {"train": "exemplars.txt", "val": "tuning.txt", "test": "testing.txt"}
-    for split, names in HELEN_NAMES.items():
+    for split, names in splits.items():
         lines = []
         for i, name in enumerate(names, start=1):
             Image.fromarray(smooth_image(HELEN_W, HELEN_H, i)).save(root / "images" / f"{name}.jpg", quality=95)

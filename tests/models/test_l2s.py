@@ -119,3 +119,38 @@ def test_roi_major_orders_rois_like_the_codes_and_follows_the_image_layout():
     image = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     cl = l2s.roi_major(rois, image)
     assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, flat)
+
+
+def test_roi_targets_keep_the_configs_rois_in_slice_order():
+    roi_labels = torch.tensor([[0, 1, 2, 3, 4, 5]])  # background, hair, skin, nose, eyes, lips_mouth
+    assert l2s.roi_targets(roi_labels, tiny("synthfaces")).tolist() == [[0, 1, 2, 3, 4, 5]]
+    assert l2s.roi_targets(roi_labels, tiny("helen")).tolist() == [[0, 1, 2, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("dataset", ["synthfaces", "helen"])
+def test_book_models_train_once_then_come_from_the_cache(dataset, tmp_path):
+    """Chapter 03 gets chapter 02's SAE and L2S checkpoints back by calling the same functions."""
+    from helpers import config
+    from helpers.data.splits import helen_label_splits
+    from helpers.models import segmenter
+
+    root = None
+    if dataset == "helen":  # the HELEN slicing needs only the run's dataset name; the images can be SynthFaces'
+        root = tmp_path
+    run = config.RunConfig(profile=config.PROFILES["smoke"], dataset=dataset, data_root=root, seed=0,
+                           device=torch.device("cpu"), retrain=False, out_dir=tmp_path, steps=2)
+    split, _ = helen_label_splits("synthfaces", None, 32, 16, 2, seed=0)
+    assert l2s.book_config(run).slices == (l2s.HELEN_SLICES if dataset == "helen" else l2s.PAPER_SLICES)
+    first_sae = l2s.train_book_sae(run, split, progress=False)
+    first_l2s = l2s.train_book_l2s(run, split, first_sae, progress=False)
+    first_seg = segmenter.train_book_segmenter(run, split, progress=False)
+    assert not (first_sae.from_cache or first_l2s.from_cache or first_seg.from_cache)
+    again_sae = l2s.train_book_sae(run, split, progress=False)
+    again_l2s = l2s.train_book_l2s(run, split, again_sae, progress=False)
+    assert again_sae.from_cache and again_l2s.from_cache and segmenter.train_book_segmenter(run, split).from_cache
+    assert again_l2s.path == first_l2s.path
+    x = split["image"][:2]
+    assert torch.equal(again_l2s.nets["sae"](x), first_l2s.nets["sae"](x))
+    longer = dataclasses.replace(run, steps=3)  # another SAE gives another L2S checkpoint
+    assert l2s.train_book_l2s(longer, split, l2s.train_book_sae(longer, split, progress=False),
+                              progress=False).path != first_l2s.path
