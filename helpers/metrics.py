@@ -113,3 +113,35 @@ def activeness_compaction_score(activeness: torch.Tensor) -> float:
                          f"{tuple(activeness.shape)}")
     total = activeness.double().sum()
     return float(activeness.double().trace() / total) if total != 0 else float("nan")
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [D] and unbiased covariance [D, D] (float64) of features [N, D]: the Gaussian of a Fréchet distance."""
+    if features.dim() != 2 or features.shape[0] < 2:
+        raise ValueError(f"features must be [N >= 2, D], got {tuple(features.shape)}")
+    x = features.detach().double().cpu()
+    return x.mean(0), torch.cov(x.t(), correction=1).reshape(x.shape[1], x.shape[1])
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor,
+                     eps: float = 1e-6) -> float:
+    """Fréchet distance of two Gaussians: ||mu1 - mu2||^2 + tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)) (Heusel et al. 2017).
+
+    The matrix square root is scipy.linalg.sqrtm in float64. When it is not finite or has an imaginary part above 1e-3
+    (near-singular covariances, e.g. fewer samples than dimensions), it is recomputed with eps * I added to both
+    covariances; the remaining tiny imaginary parts (rounding) are dropped by taking the real part.
+    """
+    import numpy as np  # imported here: scipy is slow to import and only this metric needs it
+    from scipy import linalg
+
+    m1, m2 = (m.detach().double().cpu().numpy() for m in (mu1, mu2))
+    c1, c2 = (c.detach().double().cpu().numpy() for c in (cov1, cov2))
+    if m1.shape != m2.shape or c1.shape != c2.shape or c1.shape != (m1.shape[0], m1.shape[0]):
+        raise ValueError(f"need means [D] and covariances [D, D] of one D; got {m1.shape}, {c1.shape}, "
+                         f"{m2.shape}, {c2.shape}")
+    root = linalg.sqrtm(c1 @ c2)
+    if not np.isfinite(root).all() or np.abs(np.imag(root)).max() > 1e-3:
+        offset = eps * np.eye(c1.shape[0])
+        root = linalg.sqrtm((c1 + offset) @ (c2 + offset))
+    diff = m1 - m2
+    return float(diff @ diff + np.trace(c1) + np.trace(c2) - 2 * np.trace(np.real(root)))
