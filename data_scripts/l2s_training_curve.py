@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu", choices=sorted(config.PROFILES))
     parser.add_argument("--sae-steps", type=int, required=True)
     parser.add_argument("--l2s-steps", type=int, required=True)
+    parser.add_argument("--width", type=int, default=None, help="base width of the SAE (default: the profile's)")
     parser.add_argument("--every", type=int, default=250, help="evaluate every this many steps")
     parser.add_argument("--test", type=int, default=32, help="test faces in the evaluation batch")
     parser.add_argument("--n-noise", type=int, default=4, help="noise draws per slice for the ACS")
@@ -85,13 +86,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     profile = config.PROFILES[args.profile]
     sae_family, l2s_family = profile.families["sae"], profile.families["l2s"]
-    cfg = l2s.scaled_config(l2s_family.resolution, l2s_family.width)
+    cfg = l2s.scaled_config(l2s_family.resolution, args.width or l2s_family.width)
     train_split, test_split = helen_label_splits("synthfaces", None, sae_family.resolution, profile.train_size,
                                                  args.test, args.seed)
     test = ToROI(cfg.roi_names)(test_split)
     cache = args.cache or tempfile.mkdtemp(prefix="l2s_curve_")
     print(f"profile {args.profile}: {profile.train_size} training faces at {sae_family.resolution} px, SAE width "
-          f"{sae_family.width} batch {sae_family.batch_size}, L2S batch {l2s_family.batch_size}, {args.test} test "
+          f"{cfg.sae.width} batch {sae_family.batch_size}, L2S batch {l2s_family.batch_size}, {args.test} test "
           f"faces, {args.n_noise} noise draws; cache {cache}", flush=True)
     began = [time.perf_counter()]
     sae_spec = sae.training_spec(

@@ -1,15 +1,9 @@
 """The semantic-parts chapter runs on a converted CelebAMask-HQ dataset (19 classes) at the smoke profile."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 from helpers.models.mask_vae import ABLATIONS
-from tests.data_scripts.layouts import REPO, load_script, make_celebamask_hq
-
-NOTEBOOK = REPO / "notebooks" / "01_semantic_parts_vae.ipynb"
+from tests.chapter_runs import run_smoke
+from tests.data_scripts.layouts import load_script, make_celebamask_hq
 
 
 def test_chapter_runs_on_celebamask_hq_layout(tmp_path):
@@ -17,12 +11,7 @@ def test_chapter_runs_on_celebamask_hq_layout(tmp_path):
     convert = load_script("prepare_celebamask_hq")
     raw = make_celebamask_hq(tmp_path / "raw", keys=list(range(40)), mapping=False, partition=False)  # > 1 batch
     assert convert.main(["--root", str(raw), "--out", str(converted), "--resolution", "32", "--no-progress"]) == 0
-    out_dir = tmp_path / "run"
-    env = {**os.environ, "BOOK_HEADLESS": "1", "BOOK_PROFILE": "smoke"}
-    subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK), str(tmp_path / "out.ipynb"),
-                    "--cwd", str(NOTEBOOK.parent), "-p", "dataset", "celebamask_hq", "-p", "data_root", str(converted),
-                    "-p", "out_dir", str(out_dir)], check=True, capture_output=True, env=env)
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = run_smoke("01_semantic_parts_vae", tmp_path, dataset="celebamask_hq", data_root=str(converted))
     assert metrics["parameters"]["dataset"] == "celebamask_hq"
     assert len(metrics["metrics"]["class_weights"]) == 19  # background + CelebAMask-HQ's 18 parts
     assert {c["id"] for c in metrics["claims"]} == {

@@ -280,3 +280,12 @@ def test_check_injected_parameters_reads_the_cell_history(monkeypatch):
     # no injected cell (the notebook run by hand): nothing to refuse
     monkeypatch.setattr(IPython, "get_ipython", lambda: _FakeShell(["", params, "epochz = 3"]))
     config.check_injected_parameters()
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_latents2segments_families_agree(name):
+    """L2S fine-tunes the SAE (same size); the baseline segmenter gets the L2S budget on the same images."""
+    fam = PROFILES[name].families
+    assert (fam["l2s"].resolution, fam["l2s"].width) == (fam["sae"].resolution, fam["sae"].width)
+    assert fam["segmenter"].resolution == fam["sae"].resolution
+    assert (fam["segmenter"].steps, fam["segmenter"].batch_size) == (fam["l2s"].steps, fam["l2s"].batch_size)
