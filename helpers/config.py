@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
         resolution=32, train_size=256, test_size=64,
         families=_families(
             mask_vae=(32, 8, 10, 16), sis=(32, 8, 10, 8), sae=(32, 2, 20, 8), l2s=(32, 2, 20, 8),
-            segmenter=(32, 4, 20, 16), features=(32, 8, 20, 32), stylegan=(32, 8, 20, 8),
+            segmenter=(32, 4, 20, 8), features=(32, 8, 20, 32), stylegan=(32, 8, 20, 8),
             unsup3d=(32, 8, 20, 8), flow=(32, 64, 20, 16), classifier=(32, 64, 20, 64),
         ),
     ),
@@ -75,8 +75,8 @@ PROFILES: dict[str, Profile] = {
         "cpu", "readers and laptops: the claims reproduce in direction on SynthFaces (about 10 minutes per notebook)",
         resolution=64, train_size=4096, test_size=512,
         families=_families(
-            mask_vae=(64, 32, 600, 16), sis=(64, 16, 800, 16), sae=(64, 4, 400, 8), l2s=(64, 4, 150, 4),
-            segmenter=(64, 8, 300, 16), features=(64, 32, 800, 64), stylegan=(64, 32, 3000, 16),
+            mask_vae=(64, 32, 600, 16), sis=(64, 16, 800, 16), sae=(64, 4, 600, 8), l2s=(64, 4, 500, 4),
+            segmenter=(64, 8, 500, 4), features=(64, 16, 400, 64), stylegan=(64, 32, 3000, 16),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
     ),
@@ -85,7 +85,7 @@ PROFILES: dict[str, Profile] = {
         resolution=128, train_size=30000, test_size=2000,
         families=_families(
             mask_vae=(128, 64, 20000, 32), sis=(128, 64, 20000, 16), sae=(128, 32, 30000, 16),
-            l2s=(128, 32, 15000, 16), segmenter=(128, 32, 10000, 32), features=(128, 32, 5000, 64),
+            l2s=(128, 32, 15000, 16), segmenter=(128, 32, 15000, 16), features=(128, 32, 5000, 64),
             stylegan=(128, 64, 40000, 32), unsup3d=(64, 64, 30000, 64), flow=(128, 512, 20000, 8),
             classifier=(128, 512, 5000, 256),
         ),
@@ -95,7 +95,7 @@ PROFILES: dict[str, Profile] = {
         resolution=256, train_size=28000, test_size=2000,
         families=_families(
             mask_vae=(256, 128, 200000, 16), sis=(256, 64, 200000, 16), sae=(128, 32, 500000, 16),
-            l2s=(128, 32, 100000, 4), segmenter=(128, 64, 100000, 16), features=(128, 64, 20000, 64),
+            l2s=(128, 32, 100000, 4), segmenter=(128, 64, 100000, 4), features=(128, 64, 20000, 64),
             stylegan=(256, 512, 800000, 32), unsup3d=(64, 64, 60000, 64), flow=(256, 512, 200000, 8),
             classifier=(256, 2048, 20000, 256),
         ),
