@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.memory import InMemory
 from ..data.synthfaces import ATTRIBUTE_NAMES
-from ..train import Phase, TrainSpec
+from ..train import Phase, TrainSpec, Trained, train
 from .mask_vae import group_count
 
 
@@ -110,4 +111,23 @@ def training_spec(cfg: FeatureConfig, data, steps: int, batch_size: int, seed: i
         **loop)
 
 
-__all__ = ["FeatureConfig", "scaled_config", "conv_norm_act", "FeatureNet", "training_spec"]
+def train_book_features(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
+    """The run's feature network (the `features` family of its profile), trained on the split's "image" and
+    "attributes" or loaded from the cache. The images must have the family's resolution."""
+    family = run.family("features")
+    if "attributes" not in train_split:
+        raise ValueError(f"the feature network learns attributes: dataset={run.dataset!r} gives none (SynthFaces and "
+                         "CelebAMask-HQ converted with its attribute file do)")
+    images, attributes = train_split["image"], train_split["attributes"]
+    if images.shape[-1] != family.resolution:
+        raise ValueError(f"images of {images.shape[-1]} px; the profile's feature network is for "
+                         f"{family.resolution} px")
+    cfg = scaled_config(family.resolution, family.width, num_attributes=attributes.shape[1])
+    data_id = {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None,
+               "train": len(images), "resolution": family.resolution, "seed": run.seed}
+    spec = training_spec(cfg, InMemory({"image": images, "attributes": attributes}), steps=family.steps,
+                         batch_size=family.batch_size, seed=run.seed, data_id=data_id)
+    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+
+
+__all__ = ["FeatureConfig", "scaled_config", "conv_norm_act", "FeatureNet", "training_spec", "train_book_features"]
