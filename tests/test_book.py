@@ -353,3 +353,11 @@ def test_execute_twice_gives_identical_files(tmp_path):
     text = first.read_text()
     for volatile in ('"papermill"', '"execution"', "start_time", "duration", WIDGET_MIME):
         assert volatile not in text, volatile
+
+
+def test_markdown_outputs_render_with_tables():
+    """Claims tables are Markdown outputs: the book must render them with a Markdown flavour that has tables."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["nb_render_markdown_format"] in ("myst", "gfm")
