@@ -285,6 +285,16 @@ def _save(path, spec, key, step, done, nets, optimizers, history, world) -> None
     barrier(world)
 
 
+def single_network_spec(name: str, net_name: str, make_net: Callable[[], nn.Module], loss: LossFn, lr: float,
+                        config: Mapping[str, Any], steps: int, batch_size: int, seed: int,
+                        data: Dataset | None = None, **loop: Any) -> TrainSpec:
+    """A TrainSpec for one network `net_name` trained by Adam (betas 0.9, 0.999) on one loss, phase `net_name`."""
+    return TrainSpec(
+        name=name, config=config, build=lambda: {net_name: make_net()},
+        optimizers=lambda nets: {net_name: torch.optim.Adam(nets[net_name].parameters(), lr=lr)},
+        phases=[Phase(net_name, loss, net_name)], steps=steps, batch_size=batch_size, seed=seed, data=data, **loop)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

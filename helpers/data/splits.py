@@ -6,7 +6,7 @@ source: SynthFaces draws HELEN ids, converted HELEN stores them, and converted C
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -51,3 +51,10 @@ def helen_label_splits(dataset: str, data_root: str | None, resolution: int, n_t
             raise FormatError(f"{data_root}/splits.json: split {split!r} is empty")
         splits.append(render_split(ds, range(min(cap, len(ds))), keys, desc=f"read {split}"))
     return splits[0], splits[1]
+
+
+def split_id(run: Any, split: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """What names a run's (helpers.config.RunConfig) training split in the checkpoint keys of the models it trains."""
+    images = split["image"]
+    return {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None, "train": len(images),
+            "resolution": images.shape[-1], "seed": run.seed}

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.memory import InMemory
+from ..data.splits import split_id
 from ..data.synthfaces import ATTRIBUTE_NAMES
-from ..train import Phase, TrainSpec, Trained, train
+from ..train import TrainSpec, Trained, single_network_spec, train
 from .mask_vae import group_count
 
 
@@ -104,11 +105,8 @@ def training_spec(cfg: FeatureConfig, data, steps: int, batch_size: int, seed: i
         return bce, {"bce": bce.detach(), "acc": acc}
 
     config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
-    return TrainSpec(
-        name="features", config=config, build=lambda: {"features": FeatureNet(cfg)},
-        optimizers=lambda nets: {"features": torch.optim.Adam(nets["features"].parameters(), lr=cfg.lr)},
-        phases=[Phase("features", loss, "features")], steps=steps, batch_size=batch_size, seed=seed, data=data,
-        **loop)
+    return single_network_spec("features", "features", lambda: FeatureNet(cfg), loss, cfg.lr, config, steps,
+                               batch_size, seed, data, **loop)
 
 
 def train_book_features(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
@@ -123,10 +121,8 @@ def train_book_features(run: Any, train_split: Mapping[str, Tensor], progress: b
         raise ValueError(f"images of {images.shape[-1]} px; the profile's feature network is for "
                          f"{family.resolution} px")
     cfg = scaled_config(family.resolution, family.width, num_attributes=attributes.shape[1])
-    data_id = {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None,
-               "train": len(images), "resolution": family.resolution, "seed": run.seed}
     spec = training_spec(cfg, InMemory({"image": images, "attributes": attributes}), steps=family.steps,
-                         batch_size=family.batch_size, seed=run.seed, data_id=data_id)
+                         batch_size=family.batch_size, seed=run.seed, data_id=split_id(run, train_split))
     return train(spec, device=run.device, retrain=run.retrain, progress=progress)
 
 

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from ..data.labels import ROI_NAMES
 from ..data.memory import InMemory
+from ..data.splits import split_id
 from ..data.transforms import ToROI
 from ..train import Phase, TrainSpec, Trained, train
 from . import sae as sae_lib
@@ -275,18 +276,12 @@ def book_config(run: Any) -> L2SConfig:
     return scaled_config(family.resolution, family.width, dataset=run.dataset)
 
 
-def book_data_id(run: Any, n_train: int) -> dict[str, Any]:
-    """What names a run's training data in the checkpoint keys."""
-    return {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None, "train": n_train,
-            "resolution": run.family("sae").resolution, "seed": run.seed}
-
-
 def train_book_sae(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
     """The run's Swapping Autoencoder (the paper's starting point, the SMN of paper 002), trained or from the cache."""
     family = run.family("sae")
     spec = sae_lib.training_spec(book_config(run).sae, InMemory({"image": train_split["image"]}),
                                  steps=family.steps, batch_size=family.batch_size, seed=run.seed,
-                                 data_id=book_data_id(run, len(train_split["image"])))
+                                 data_id=split_id(run, train_split))
     return train(spec, device=run.device, retrain=run.retrain, progress=progress)
 
 
@@ -295,7 +290,7 @@ def train_book_l2s(run: Any, train_split: Mapping[str, Tensor], sae_trained: Tra
     cfg, family = book_config(run), run.family("l2s")
     init = {name: net.state_dict() for name, net in sae_trained.nets.items()}
     data = InMemory({"image": train_split["image"], "labels": train_split["labels"]}, transform=ToROI(cfg.roi_names))
-    data_id = book_data_id(run, len(train_split["image"]))
+    data_id = split_id(run, train_split)
     spec = training_spec(cfg, data, init, steps=family.steps, batch_size=family.batch_size, seed=run.seed,
                          data_id=data_id, init_id={"sae": sae_trained.path.stem})  # the SAE's checkpoint (key hash)
     return train(spec, device=run.device, retrain=run.retrain, progress=progress)
@@ -304,6 +299,6 @@ def train_book_l2s(run: Any, train_split: Mapping[str, Tensor], sae_trained: Tra
 __all__ = [
     "PAPER_SLICES", "PAPER_ROIS", "HELEN_SLICES", "HELEN_ROIS", "SEGMENT_RULES", "L2SConfig", "paper_config",
     "scaled_config", "slice_masks", "masked_structures", "roi_major", "decode_rois", "roi_images", "segment",
-    "segment_images", "losses", "build", "training_spec", "roi_targets", "book_config", "book_data_id",
+    "segment_images", "losses", "build", "training_spec", "roi_targets", "book_config",
     "train_book_sae", "train_book_l2s",
 ]

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.transforms import one_hot as one_hot_parts  # masks [..., C, H, W], background channel included
-from ..train import Phase, TrainSpec
+from ..train import TrainSpec, single_network_spec
 
 LSTM_KINDS = ("bi", "uni", "none")
 
@@ -367,11 +367,8 @@ def training_spec(cfg: MaskVAEConfig, data: Dataset, class_weights: torch.Tensor
         out = nets["vae"](batch["parts"], sample=True)
         return mask_vae_loss(out, batch["labels"], weights, cfg)
 
-    return TrainSpec(
-        name="mask_vae", config=config, build=lambda: {"vae": MaskVAE(cfg)},
-        optimizers=lambda nets: {"vae": torch.optim.Adam(nets["vae"].parameters(), lr=lr, betas=(0.9, 0.999))},
-        phases=[Phase("vae", loss, "vae")], steps=steps, batch_size=batch_size, seed=seed, data=data,
-    )
+    return single_network_spec("mask_vae", "vae", lambda: MaskVAE(cfg), loss, lr, config, steps, batch_size, seed,
+                               data)
 
 
 __all__ = [

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.memory import InMemory
+from ..data.splits import split_id
 from ..data.transforms import ToROI
-from ..train import Phase, Trained, TrainSpec, train
-from .l2s import book_data_id
+from ..train import Trained, TrainSpec, single_network_spec, train
 from .mask_vae import group_count
 
 
@@ -113,11 +113,8 @@ def training_spec(cfg: SegmenterConfig, data, steps: int, batch_size: int, seed:
         return ce, {"ce": ce.detach(), "acc": acc}
 
     config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
-    return TrainSpec(
-        name="segmenter", config=config, build=lambda: {"segmenter": UNetSegmenter(cfg)},
-        optimizers=lambda nets: {"segmenter": torch.optim.Adam(nets["segmenter"].parameters(), lr=cfg.lr)},
-        phases=[Phase("segmenter", loss, "segmenter")], steps=steps, batch_size=batch_size, seed=seed, data=data,
-        **loop)
+    return single_network_spec("segmenter", "segmenter", lambda: UNetSegmenter(cfg), loss, cfg.lr, config, steps,
+                               batch_size, seed, data, **loop)
 
 
 def train_book_segmenter(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
@@ -125,7 +122,7 @@ def train_book_segmenter(run: Any, train_split: Mapping[str, Tensor], progress: 
     family = run.family("segmenter")
     data = InMemory({"image": train_split["image"], "labels": train_split["labels"]}, transform=ToROI(images=False))
     spec = training_spec(scaled_config(family.resolution, family.width), data, steps=family.steps,
-                         batch_size=family.batch_size, seed=run.seed, data_id=book_data_id(run, len(data)))
+                         batch_size=family.batch_size, seed=run.seed, data_id=split_id(run, train_split))
     return train(spec, device=run.device, retrain=run.retrain, progress=progress)
 
 
