@@ -23,12 +23,36 @@ STANDARD_PARAMETERS = ("profile", "dataset", "data_root", "seed", "device", "ret
 
 @dataclass(frozen=True)
 class Family:
-    """Training settings of one model family within a profile."""
+    """Training settings of one model family within a profile.
+
+    The first four are the row's size and budget. The recipe fields default to the paper's training (the model's own
+    learning rate, constant, no weight averaging); a profile that deviates says so here, and the chapter shows it.
+    """
 
     resolution: int
     width: int
     steps: int
     batch_size: int
+    lr: float | None = None  # None: the model's (paper's) learning rate
+    warmup: int = 0  # steps of linear lr warm-up
+    decay: str = "constant"  # lr after the warm-up: "constant", "cosine" or "linear" (to 0 at the last step)
+    ema: float | None = None  # half-life, in images, of an average of the evaluated network's weights (None: none)
+    precision: str = "auto"  # "auto" (bf16 where the device has it), "fp32" or "bf16": measured per model
+    channels_last: bool = True  # memory format of images and conv weights: measured per model
+    model: Mapping[str, Any] = field(default_factory=dict)  # the profile's deviations from the paper's model config
+
+    def __post_init__(self) -> None:
+        if min(self.resolution, self.width, self.batch_size) < 1 or self.steps < 0:
+            raise ValueError(f"{self}: resolution, width and batch_size must be >= 1 and steps >= 0")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr={self.lr}: must be None or > 0")
+        if self.decay not in ("constant", "cosine", "linear") or self.warmup < 0:
+            raise ValueError(f"warmup={self.warmup}, decay={self.decay!r}: need warmup >= 0 and decay one of "
+                             "'constant', 'cosine', 'linear'")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: allowed values are 'auto', 'fp32', 'bf16'")
+        if self.ema is not None and self.ema <= 0:
+            raise ValueError(f"ema={self.ema}: must be None or a half-life > 0 (images)")
 
 
 @dataclass(frozen=True)
@@ -49,8 +73,8 @@ class Profile:
         return self.families[name]
 
 
-def _families(**rows: tuple[int, int, int, int]) -> dict[str, Family]:
-    return {name: Family(*row) for name, row in rows.items()}
+def _families(**rows: tuple[int, int, int, int] | Family) -> dict[str, Family]:
+    return {name: row if isinstance(row, Family) else Family(*row) for name, row in rows.items()}
 
 
 # Model families: (resolution, width, steps, batch size). `width` is each family's base channel count (or hidden size).
@@ -66,17 +90,26 @@ PROFILES: dict[str, Profile] = {
         "smoke", "tests and CI: every cell runs, every file is written (under a minute per notebook)",
         resolution=32, train_size=256, test_size=64,
         families=_families(
-            mask_vae=(32, 8, 10, 16), sis=(32, 8, 10, 8), sae=(32, 2, 20, 8), l2s=(32, 2, 20, 8),
+            mask_vae=Family(32, 8, 10, 16, lr=3e-3, warmup=2, decay="cosine", precision="fp32"),
+            sis=(32, 8, 10, 8),
+            sae=Family(32, 2, 20, 8, ema=2000.0, model={"lambda_l1": 3.0}),
+            l2s=Family(32, 2, 20, 8, ema=2000.0, model={"roi_balanced_l1": True}),
             segmenter=(32, 4, 20, 8), features=(32, 8, 20, 32), stylegan=(32, 8, 20, 8),
             unsup3d=(32, 8, 20, 8), flow=(32, 64, 20, 16), classifier=(32, 64, 20, 64),
         ),
     ),
+    # The cpu rows are chosen from learning curves against wall-clock seconds on 2 cores (data_scripts/
+    # learning_curves.py, book/training.md), each deviation from the paper's model in `model=` and in the chapter.
     "cpu": Profile(
-        "cpu", "readers and laptops: the claims reproduce in direction on SynthFaces (about 10 minutes per notebook)",
+        "cpu", "readers and laptops: the models visibly work and the claims reproduce in direction on SynthFaces "
+               "(up to 20 minutes per notebook)",
         resolution=64, train_size=4096, test_size=512,
         families=_families(
-            mask_vae=(64, 32, 600, 16), sis=(64, 16, 800, 16), sae=(64, 4, 600, 8), l2s=(64, 4, 500, 4),
-            segmenter=(64, 8, 500, 4), features=(64, 16, 400, 64), stylegan=(64, 32, 3000, 16),
+            mask_vae=Family(64, 32, 500, 32, lr=3e-3, warmup=50, decay="cosine", precision="fp32"),
+            sis=(64, 16, 800, 16),
+            sae=Family(64, 8, 450, 16, ema=2000.0, model={"lambda_l1": 3.0}),
+            l2s=Family(64, 8, 300, 4, ema=2000.0, model={"roi_balanced_l1": True}),
+            segmenter=(64, 8, 300, 4), features=(64, 16, 400, 64), stylegan=(64, 32, 3000, 16),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
     ),

@@ -21,11 +21,6 @@ def class_frequencies(counts: torch.Tensor) -> torch.Tensor:
     return counts.double() / counts.sum().clamp(min=1)
 
 
-def mask_vae_class_weights(frequencies: torch.Tensor) -> torch.Tensor:
-    """Weights of the class-weighted cross-entropy of paper 001, Eq. 1: w_c = 1 - mean area of class c."""
-    return (1.0 - frequencies).float()
-
-
 def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts [target class, predicted class] over all pixels of label maps of the same shape (int64)."""
     if predicted.shape != target.shape:

@@ -5,23 +5,38 @@ import statistics
 import time
 from typing import Callable, Mapping
 
+import torch
+
+
+def synchronizer(device: torch.device | str | None) -> Callable[[], None]:
+    """A function that waits for the device's queued work: CUDA kernels run asynchronously, so a timer that does not
+    synchronise measures kernel launches, not the work. A no-op on the CPU."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
 
 def interleaved_ms(calls: Mapping[str, Callable[[], object]], rounds: int = 5, repeats: int = 3,
-                   warmup: int = 1) -> dict[str, float]:
+                   warmup: int = 1, device: torch.device | str | None = None) -> dict[str, float]:
     """Median milliseconds per call of each function: `rounds` rounds, each timing every function `repeats` times in turn.
 
-    Every function first runs `warmup` times untimed (allocations, lazy initialisation).
+    Every function first runs `warmup` times untimed (allocations, lazy initialisation). On a CUDA `device` every
+    timed block starts and ends with a synchronisation, so the time is that of the work done, not of its launch.
     """
     if rounds < 1 or repeats < 1:
         raise ValueError(f"rounds={rounds}, repeats={repeats}: both must be >= 1")
+    sync = synchronizer(device)
     for call in calls.values():
         for _ in range(warmup):
             call()
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            sync()
             began = time.perf_counter()
             for _ in range(repeats):
                 call()
+            sync()
             samples[name].append((time.perf_counter() - began) / repeats * 1000)
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -10,12 +10,20 @@ then either loads the finished checkpoint of that configuration from the cache o
 - mixed precision: bf16 autocast where it is native and faster (CPUs with AMX/AVX512-BF16, CUDA), channels_last for
   convolutional models;
 - periodic atomic checkpoints (the cache file itself, marked done at the end) written by rank 0;
+- a learning-rate schedule (linear warm-up, then constant, cosine or linear decay) applied to every optimiser;
+- an exponential moving average of chosen networks' weights (StyleGAN2's G_ema, with its ramp-up), which the returned
+  model uses for evaluation;
+- an optional evaluation callback at chosen steps that records held-out quality against training wall-clock seconds
+  (the learning curves behind each profile's rows);
 - a progress bar in JupyterLab and plain lines in headless runs.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import functools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +55,71 @@ class Phase:
     every: int = 1
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Learning-rate multiplier over a run: linear warm-up over `warmup` steps, then `decay` down to `final` x lr.
+
+    decay "constant" keeps the lr after the warm-up; "cosine" and "linear" reach `final` x lr at the last step.
+    """
+
+    warmup: int = 0
+    decay: str = "constant"
+    final: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("constant", "cosine", "linear"):
+            raise ValueError(f"decay={self.decay!r}: allowed values are 'constant', 'cosine', 'linear'")
+        if self.warmup < 0 or not 0.0 <= self.final <= 1.0:
+            raise ValueError(f"warmup={self.warmup}, final={self.final}: need warmup >= 0 and 0 <= final <= 1")
+
+    def factor(self, step: int, steps: int) -> float:
+        """The lr multiplier of step `step` (0-based) of a run of `steps` steps."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.decay == "constant" or steps - self.warmup <= 1:
+            return 1.0
+        progress = (step - self.warmup) / (steps - self.warmup - 1)
+        shape = 0.5 * (1 + math.cos(math.pi * progress)) if self.decay == "cosine" else 1.0 - progress
+        return self.final + (1.0 - self.final) * shape
+
+
+@dataclass(frozen=True)
+class EMA:
+    """StyleGAN2's moving average of the weights of `nets`: half-life `half_life` images, ramped up.
+
+    After each step, ema = beta * ema + (1 - beta) * weights with beta = 0.5 ** (batch / h), where the half-life h is
+    min(half_life, rampup x images seen so far) (stylegan2-ada: ema_kimg 10, ema_rampup 0.05 for short runs);
+    rampup None uses half_life throughout. Buffers are copied. The averaged networks are the ones a run returns.
+    """
+
+    nets: tuple[str, ...]
+    half_life: float = 10_000.0
+    rampup: float | None = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.nets or self.half_life <= 0 or (self.rampup is not None and self.rampup <= 0):
+            raise ValueError(f"EMA(nets={self.nets}, half_life={self.half_life}, rampup={self.rampup}): need at "
+                             "least one network, half_life > 0 and rampup None or > 0")
+
+    def beta(self, step: int, batch_size: int) -> float:
+        """The decay after step `step` (0-based) with global batch `batch_size`."""
+        seen = (step + 1) * batch_size
+        half_life = self.half_life if self.rampup is None else min(self.half_life, seen * self.rampup)
+        return 0.5 ** (batch_size / max(half_life, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema_net: nn.Module, net: nn.Module, beta: float) -> None:
+    """ema_net <- beta * ema_net + (1 - beta) * net for parameters; buffers are copied."""
+    for averaged, current in zip(ema_net.parameters(), net.parameters()):
+        averaged.lerp_(current.detach(), 1.0 - beta)
+    for averaged, current in zip(ema_net.buffers(), net.buffers()):
+        averaged.copy_(current)
+
+
+Evaluate = Callable[[Mapping[str, nn.Module]], Mapping[str, float]]
+
+
 @dataclass
 class TrainSpec:
     """Everything that defines one trained model. `config` must hold every setting that changes the result."""
@@ -65,6 +138,23 @@ class TrainSpec:
     checkpoint_every: int = 500
     after_step: Callable[[dict[str, nn.Module], int], None] | None = None
     record_every: int | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    ema: EMA | None = None
+    data_id: Mapping[str, Any] | None = None  # what names the training data in the cache key (dataset, split, ...)
+    evaluate: Evaluate | None = None  # held-out quality of the networks a run returns (not part of the cache key)
+    evaluate_at: Sequence[int] = ()  # steps (1-based: after that many steps) at which `evaluate` runs
+
+    def describe(self) -> str:
+        """Steps, batch, optimisers' lr and the recipe, in one line (what a chapter shows of a model it trains)."""
+        text = f"{self.steps} steps of batch {self.batch_size}"
+        if self.schedule != Schedule():
+            text += f", lr warm-up {self.schedule.warmup} steps then {self.schedule.decay}"
+            if self.schedule.decay != "constant":
+                text += f" to {self.schedule.final:g} x lr"
+        if self.ema is not None:
+            text += f", EMA of {'/'.join(self.ema.nets)} (half-life {self.ema.half_life:g} images"
+            text += f", ramp-up {self.ema.rampup:g})" if self.ema.rampup is not None else ")"
+        return text
 
 
 @dataclass
@@ -79,6 +169,24 @@ class Trained:
     seconds: float
     precision: str
     extra: dict[str, Any] = field(default_factory=dict)
+    spec: TrainSpec | None = None
+    lrs: dict[str, float] = field(default_factory=dict)  # each optimiser's base learning rate
+
+    @property
+    def curve(self) -> dict[str, list[float]]:
+        """The evaluations recorded while training: "step", "seconds" (training wall-clock) and each metric."""
+        return {k.removeprefix("eval/"): v for k, v in self.history.items() if k.startswith("eval/")}
+
+    @property
+    def summary(self) -> str:
+        """One line: the model, its size, how it was trained, and whether it came from the cache."""
+        params = sum(count_parameters(net) for name, net in self.nets.items())
+        text = f"{self.path.stem.rsplit('-', 1)[0]}: {params / 1e6:.2f} M parameters"
+        text += f", {self.spec.describe()}" if self.spec is not None else f", {self.steps} steps"
+        if self.lrs:
+            text += ", Adam lr " + ", ".join(f"{lr:.3g} ({name})" for name, lr in self.lrs.items())
+        text += f", {self.precision}"
+        return text + (" (from the checkpoint cache)" if self.from_cache else f", trained in {self.seconds:.0f} s")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -156,14 +264,22 @@ def to_device(batch: Mapping[str, Any], device: torch.device, channels_last: boo
 
 def cache_key(spec: TrainSpec, precision: str) -> dict[str, Any]:
     """The full configuration that names a checkpoint: the model's config plus the loop's settings."""
-    return {
+    key = {
         "name": spec.name, "config": dict(spec.config), "steps": spec.steps, "batch_size": spec.batch_size,
         "seed": spec.seed, "precision": precision, "channels_last": spec.channels_last,
         "phases": [[p.name, p.optimizer, p.every] for p in spec.phases],
     }
+    if spec.data_id is not None:
+        key["data"] = dict(spec.data_id)
+    if spec.schedule != Schedule():
+        key["schedule"] = dataclasses.asdict(spec.schedule)
+    if spec.ema is not None:
+        key["ema"] = {**dataclasses.asdict(spec.ema), "nets": list(spec.ema.nets)}
+    return key
 
 
-def _build(spec: TrainSpec, device: torch.device):
+def build_networks(spec: TrainSpec, device: torch.device) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+    """The spec's networks (seeded, on `device`, channels_last when asked) and their optimisers."""
     torch.manual_seed(spec.seed)
     nets = spec.build()
     for net in nets.values():
@@ -199,85 +315,179 @@ def train(spec: TrainSpec, device: torch.device | str = "cpu", retrain: bool = F
     key = cache_key(spec, precision)
     path = ckpt.cache_path(spec.name, key, cache_dir)
     world = init_world(device)
-    nets, optimizers = _build(spec, device)
+    nets, optimizers = build_networks(spec, device)
+    averaged = _ema_copies(spec, nets)
 
-    start, history = 0, {"step": []}
+    start, history = 0, {"step": [], "seconds": []}
     if path.exists() and not retrain:
         saved = ckpt.load_checkpoint(path, key, map_location=device)
         _load_state(nets, optimizers, saved["state"], with_optimizers=not saved["done"])
+        for name, net in averaged.items():
+            net.load_state_dict(saved["state"]["ema"][name])
         history = _history_from_state(saved["state"]["history"])
         if saved["done"]:
-            for net in nets.values():
+            result = {**nets, **averaged}
+            for net in result.values():
                 net.eval()
-            return Trained(nets, history, saved["step"], path, True, 0.0, precision)
+            seconds = history["seconds"][-1] if history.get("seconds") else 0.0
+            return Trained(result, history, saved["step"], path, True, seconds, precision, spec=spec,
+                           lrs=_base_lrs(optimizers))
         start = saved["step"]
-    broadcast_state(nets.values(), world)
+    broadcast_state([*nets.values(), *averaged.values()], world)
 
-    all_params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
-    # the phases switch requires_grad per optimiser; parameters frozen by build() stay frozen, and every flag is
-    # restored at the end (a trained model then looks like a model loaded from the cache)
-    flags = [(p, p.requires_grad) for params in all_params.values() for p in params]
-    frozen = {id(p) for p, trainable in flags if not trainable}
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+    iteration = Iteration(spec, nets, optimizers, precision, device, world)
     record_every = spec.record_every or max(1, spec.steps // 1000)
-    began = time.perf_counter()
+    evaluate_at = set(spec.evaluate_at) if spec.evaluate is not None else set()
+    clock = _Clock(history["seconds"][-1] if history.get("seconds") else 0.0)
     bar = Progress(spec.steps, spec.name, start=start, enabled=progress and world.is_main)
+    if start in evaluate_at:
+        _evaluate(spec, {**nets, **averaged}, start, clock, history)
     for net in nets.values():
         net.train()
     try:
         for step in range(start, spec.steps):
             torch.manual_seed(step_seed(spec.seed, step, world.rank))
+            factor = spec.schedule.factor(step, spec.steps)
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
             indices = batch_indices(step, len(spec.data), spec.batch_size, spec.seed, world) if spec.data else []
             batch = to_device(fetch(spec.data, indices), device, spec.channels_last)
-            logs: dict[str, float] = {}
-            for phase in spec.phases:
-                if step % phase.every:
-                    continue
-                logs.update(_run_phase(phase, nets, optimizers[phase.optimizer], all_params, frozen, batch, step,
-                                       precision, device, world))
+            logs = iteration(batch, step)
+            if averaged:
+                beta = spec.ema.beta(step, spec.batch_size)
+                for name, net in averaged.items():
+                    update_ema(net, nets[name], beta)
             if spec.after_step is not None:
                 spec.after_step(nets, step)
             if step % record_every == 0 or step + 1 == spec.steps:
                 history["step"].append(float(step))
+                history["seconds"].append(clock.seconds())
                 for name, value in logs.items():
                     history.setdefault(name, []).append(value)
             bar.update(step + 1, logs)
+            if step + 1 in evaluate_at:
+                _evaluate(spec, {**nets, **averaged}, step + 1, clock, history)
             done = step + 1 == spec.steps
             if done or (step + 1) % spec.checkpoint_every == 0:
-                _save(path, spec, key, step + 1, done, nets, optimizers, history, world)
+                _save(path, spec, key, step + 1, done, nets, averaged, optimizers, history, world)
     finally:
-        for p, trainable in flags:
-            p.requires_grad_(trainable)
+        iteration.restore_flags()
     bar.close()
     if start >= spec.steps:
-        _save(path, spec, key, spec.steps, True, nets, optimizers, history, world)
-    for net in nets.values():
+        _save(path, spec, key, spec.steps, True, nets, averaged, optimizers, history, world)
+    result = {**nets, **averaged}
+    for net in result.values():
         net.eval()
-    return Trained(nets, history, spec.steps, path, False, time.perf_counter() - began, precision)
+    seconds = history["seconds"][-1] if history["seconds"] else clock.seconds()  # up to the last step
+    return Trained(result, history, spec.steps, path, False, seconds, precision, spec=spec,
+                   lrs=_base_lrs(optimizers))
 
 
-def _run_phase(phase: Phase, nets, optimizer, all_params, frozen, batch, step, precision, device,
-               world) -> dict[str, float]:
-    mine = {id(p) for p in all_params[phase.optimizer]}
-    for params in all_params.values():
-        for p in params:
-            p.requires_grad_(id(p) in mine and id(p) not in frozen)
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(precision, device):
-        loss, logs = phase.loss(nets, batch, step)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"phase {phase.name!r} gave a non-finite loss ({loss.item()}) at step {step}")
-    loss.backward()
-    average_gradients(all_params[phase.optimizer], world)
-    optimizer.step()
-    return {name: float(value) for name, value in logs.items()}
+def _base_lrs(optimizers: Mapping[str, torch.optim.Optimizer]) -> dict[str, float]:
+    return {name: opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"]) for name, opt in optimizers.items()}
 
 
-def _save(path, spec, key, step, done, nets, optimizers, history, world) -> None:
+class _Clock:
+    """Training wall-clock seconds: continues a resumed run's count, and stops while the networks are evaluated."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset, self.began, self.paused = offset, time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        return self.offset + time.perf_counter() - self.began - self.paused
+
+    @contextlib.contextmanager
+    def pause(self):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - began
+
+
+def _ema_copies(spec: TrainSpec, nets: Mapping[str, nn.Module]) -> dict[str, nn.Module]:
+    """The averaged copies of the networks `spec.ema` names (empty without EMA)."""
+    if spec.ema is None:
+        return {}
+    unknown = [name for name in spec.ema.nets if name not in nets]
+    if unknown:
+        raise ValueError(f"EMA of {unknown}: the spec builds only {sorted(nets)}")
+    copies = {}
+    for name in spec.ema.nets:
+        copies[name] = copy.deepcopy(nets[name])
+        copies[name].requires_grad_(False)
+    return copies
+
+
+def _evaluate(spec: TrainSpec, nets: Mapping[str, nn.Module], step: int, clock: _Clock,
+              history: dict[str, list[float]]) -> None:
+    """Run `spec.evaluate` on the networks a run returns (eval mode, no autograd); record it against the clock."""
+    with clock.pause():
+        modes = {name: net.training for name, net in nets.items()}
+        for net in nets.values():
+            net.eval()
+        with torch.no_grad():
+            values = spec.evaluate(nets)
+        for name, net in nets.items():
+            net.train(modes[name])
+    history.setdefault("eval/step", []).append(float(step))
+    history.setdefault("eval/seconds", []).append(clock.seconds())
+    for name, value in values.items():
+        history.setdefault(f"eval/{name}", []).append(float(value))
+
+
+class Iteration:
+    """One training iteration of a spec's networks: every phase due at a step, in order, each differentiating only
+    its own optimiser's parameters (parameters frozen by `build` stay frozen; `restore_flags` puts every
+    requires_grad back as it was, so a trained model looks like a model loaded from the cache)."""
+
+    def __init__(self, spec: TrainSpec, nets: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer],
+                 precision: str, device: torch.device, world: World | None = None):
+        self.spec, self.nets, self.optimizers = spec, nets, optimizers
+        self.precision, self.device, self.world = precision, device, world or World()
+        self.params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+        self.flags = [(p, p.requires_grad) for params in self.params.values() for p in params]
+        self.frozen = {id(p) for p, trainable in self.flags if not trainable}
+
+    def __call__(self, batch: Batch, step: int) -> dict[str, float]:
+        logs: dict[str, float] = {}
+        for phase in self.spec.phases:
+            if step % phase.every == 0:
+                logs.update(self._phase(phase, batch, step))
+        return logs
+
+    def _phase(self, phase: Phase, batch: Batch, step: int) -> dict[str, float]:
+        mine = {id(p) for p in self.params[phase.optimizer]}
+        for params in self.params.values():
+            for p in params:
+                p.requires_grad_(id(p) in mine and id(p) not in self.frozen)
+        optimizer = self.optimizers[phase.optimizer]
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(self.precision, self.device):
+            loss, logs = phase.loss(self.nets, batch, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"phase {phase.name!r} gave a non-finite loss ({loss.item()}) at step {step}")
+        loss.backward()
+        average_gradients(self.params[phase.optimizer], self.world)
+        optimizer.step()
+        return {name: float(value) for name, value in logs.items()}
+
+    def restore_flags(self) -> None:
+        for p, trainable in self.flags:
+            p.requires_grad_(trainable)
+
+
+def _save(path, spec, key, step, done, nets, averaged, optimizers, history, world) -> None:
     if world.size > 1:
         broadcast_state(nets.values(), world)  # keep buffers (e.g. running stats) identical across ranks
     if world.is_main:
         state = {
             "nets": {k: v.state_dict() for k, v in nets.items()},
+            "ema": {k: v.state_dict() for k, v in averaged.items()},
             "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
             "history": _history_to_state(history),
         }
@@ -300,5 +510,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["Phase", "TrainSpec", "Trained", "train", "resolve_precision", "autocast", "batch_indices",
+__all__ = ["Phase", "Schedule", "EMA", "update_ema", "TrainSpec", "Trained", "train", "build_networks", "Iteration",
+           "fetch", "to_device", "resolve_precision", "autocast", "batch_indices",
            "cpu_has_native_bf16", "count_parameters", "step_seed"]

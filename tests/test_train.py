@@ -104,6 +104,11 @@ def final_state(path):
     return saved["state"]
 
 
+def deterministic(history):
+    """A run's history without its wall-clock entries (which no two runs share)."""
+    return {k: v for k, v in history.items() if not k.endswith("seconds")}
+
+
 def assert_equal_tree(a, b, where="state"):
     if isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), where
@@ -182,7 +187,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, kill_at):
     a, b = final_state(whole.path), final_state(resumed.path)
     assert_equal_tree(a["nets"], b["nets"], "nets")
     assert_equal_tree(a["optimizers"], b["optimizers"], "optimizers")
-    assert_equal_tree(a["history"], b["history"], "history")
+    assert_equal_tree(deterministic(a["history"]), deterministic(b["history"]), "history")
     for k, v in whole.nets["net"].state_dict().items():
         assert torch.equal(v, resumed.nets["net"].state_dict()[k]), k
 
@@ -324,3 +329,106 @@ def test_channels_last_inputs(tmp_path):
 
 def test_count_parameters():
     assert tr.count_parameters(nn.Linear(3, 2)) == 8
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+def test_schedule_warmup_then_decay():
+    assert [tr.Schedule().factor(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    warm = tr.Schedule(warmup=4)
+    assert [warm.factor(s, 10) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cosine = tr.Schedule(warmup=2, decay="cosine", final=0.1)
+    assert cosine.factor(2, 12) == pytest.approx(1.0) and cosine.factor(11, 12) == pytest.approx(0.1)
+    assert cosine.factor(2, 12) > cosine.factor(6, 12) > cosine.factor(10, 12)
+    assert tr.Schedule(decay="linear").factor(5, 11) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="decay='step'"):
+        tr.Schedule(decay="step")
+
+
+def test_schedule_sets_every_optimisers_lr(tmp_path):
+    seen: list = []
+
+    def spy(nets, step):
+        seen.append(opt_ref[0].param_groups[0]["lr"])
+
+    opt_ref: list = []
+
+    def optimizers(nets):
+        opt_ref[:] = [torch.optim.Adam(nets["net"].parameters(), lr=0.01)]
+        return {"opt": opt_ref[0]}
+
+    spec = conv_spec(steps=6, optimizers=optimizers, after_step=spy, schedule=tr.Schedule(warmup=2, decay="linear"))
+    train(spec, cache_dir=tmp_path, progress=False)
+    assert seen == pytest.approx([0.005, 0.01, 0.01, 0.01 * 2 / 3, 0.01 / 3, 0.0])
+    assert tr.cache_key(spec, "fp32")["schedule"] == {"warmup": 2, "decay": "linear", "final": 0.0}
+    assert "schedule" not in tr.cache_key(conv_spec(), "fp32")  # the default leaves old keys as they were
+
+
+def test_ema_beta_ramps_up_like_stylegan2():
+    ema = tr.EMA(("G",), half_life=10_000, rampup=0.05)
+    # after 100 images the half-life is 5 images: with a batch of 10, beta = 0.5 ** 2
+    assert ema.beta(9, 10) == pytest.approx(0.25)
+    assert ema.beta(10**6, 32) == pytest.approx(0.5 ** (32 / 10_000))
+    assert tr.EMA(("G",), half_life=100, rampup=None).beta(0, 10) == pytest.approx(0.5 ** 0.1)
+
+
+def test_ema_averages_weights_and_is_what_a_run_returns(tmp_path):
+    ema = tr.EMA(("net",), half_life=16, rampup=None)
+    averaged = train(conv_spec(steps=6, ema=ema), cache_dir=tmp_path, progress=False)
+    plain = train(conv_spec(steps=6), cache_dir=tmp_path, progress=False)
+    assert averaged.path != plain.path
+    # the raw weights are the plain run's (the EMA does not touch training); the returned ones are their average
+    raw = ckpt.load_checkpoint(averaged.path)["state"]["nets"]["net"]
+    for k, v in plain.nets["net"].state_dict().items():
+        assert torch.equal(raw[k], v), k
+    returned = averaged.nets["net"].state_dict()["0.weight"]
+    assert not torch.equal(returned, raw["0.weight"])
+    # the average, by hand: start from the initial weights, then beta = 0.5 ** (8 / 16) after every step
+    torch.manual_seed(3)
+    initial = conv_spec().build()["net"].state_dict()["0.weight"]
+    weights = [initial]
+    for steps in range(1, 7):
+        weights.append(train(conv_spec(steps=steps), cache_dir=tmp_path / "steps", progress=False)
+                       .nets["net"].state_dict()["0.weight"])
+    expected, beta = initial.clone(), 0.5 ** 0.5
+    for w in weights[1:]:
+        expected = beta * expected + (1 - beta) * w
+    assert torch.allclose(returned, expected, atol=1e-6)
+    cached = train(conv_spec(steps=6, ema=ema), cache_dir=tmp_path, progress=False)
+    assert cached.from_cache and torch.equal(cached.nets["net"].state_dict()["0.weight"], returned)
+
+
+def test_ema_resume_equals_uninterrupted_run(tmp_path):
+    ema = tr.EMA(("net",), half_life=20)
+    whole = train(conv_spec(ema=ema), cache_dir=tmp_path / "a", progress=False)
+    killed: list = []
+    with pytest.raises(Killed):
+        train(conv_spec(ema=ema, kill_at=7, killed=killed), cache_dir=tmp_path / "b", progress=False)
+    resumed = train(conv_spec(ema=ema, kill_at=7, killed=killed), cache_dir=tmp_path / "b", progress=False)
+    assert_equal_tree(final_state(whole.path)["ema"], final_state(resumed.path)["ema"], "ema")
+
+
+def test_ema_of_an_unknown_network_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"EMA of \['G'\]"):
+        train(conv_spec(ema=tr.EMA(("G",))), cache_dir=tmp_path, progress=False)
+
+
+def test_evaluate_records_a_learning_curve_against_training_seconds(tmp_path):
+    calls: list = []
+
+    def evaluate(nets):
+        calls.append(nets["net"].training)
+        return {"weight_norm": nets["net"][0].weight.norm().item()}
+
+    trained = train(conv_spec(steps=9, evaluate=evaluate, evaluate_at=(0, 3, 9)), cache_dir=tmp_path, progress=False)
+    assert calls == [False, False, False]  # networks in eval mode while evaluated
+    curve = trained.curve
+    assert curve["step"] == [0.0, 3.0, 9.0] and len(curve["weight_norm"]) == 3
+    assert curve["seconds"][0] < curve["seconds"][1] < curve["seconds"][2]
+    assert curve["seconds"][2] == pytest.approx(trained.seconds, abs=0.05)
+    assert trained.curve["weight_norm"][-1] == pytest.approx(trained.nets["net"][0].weight.norm().item())
+    # the evaluation does not change training, nor the key
+    plain = train(conv_spec(steps=9), cache_dir=tmp_path / "plain", progress=False)
+    assert plain.path.name == trained.path.name
+    assert torch.equal(plain.nets["net"][0].weight, trained.nets["net"][0].weight)
+    cached = train(conv_spec(steps=9), cache_dir=tmp_path, progress=False)
+    assert cached.curve == curve and cached.seconds == trained.seconds  # the curve comes back from the cache

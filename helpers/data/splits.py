@@ -53,8 +53,18 @@ def helen_label_splits(dataset: str, data_root: str | None, resolution: int, n_t
     return splits[0], splits[1]
 
 
-def split_id(run: Any, split: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """What names a run's (helpers.config.RunConfig) training split in the checkpoint keys of the models it trains."""
-    images = split["image"]
-    return {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None, "train": len(images),
-            "resolution": images.shape[-1], "seed": run.seed}
+def split_id(run: Any, split: Mapping[str, torch.Tensor], name: str = "train") -> dict[str, Any]:
+    """What names a run's (helpers.config.RunConfig) data split in the checkpoint keys of the models trained on it.
+
+    Dataset, data_root (two conversions of the same dataset are two datasets), split name, size, resolution and
+    seed; a split is a dict of tensors with a common first dimension ("image" [N, 3, R, R] and/or "labels" [N, R, R]).
+    """
+    if not split:
+        raise ValueError("split_id: the split holds no tensors")
+    sizes = {key: len(value) for key, value in split.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"split_id: the split's tensors differ in length: {sizes}")
+    grid = split["image"] if "image" in split else split.get("labels")
+    return {"dataset": run.dataset, "data_root": str(run.data_root) if run.data_root else None, "split": name,
+            "size": next(iter(sizes.values())), "resolution": None if grid is None else int(grid.shape[-1]),
+            "seed": run.seed}

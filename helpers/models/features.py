@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.memory import InMemory
-from ..data.splits import split_id
 from ..data.synthfaces import ATTRIBUTE_NAMES
-from ..train import TrainSpec, Trained, single_network_spec, train
+from ..train import TrainSpec, single_network_spec
 from .mask_vae import group_count
 
 
@@ -89,8 +88,7 @@ class FeatureNet(nn.Module):
         return self.head(self.features(image))
 
 
-def training_spec(cfg: FeatureConfig, data, steps: int, batch_size: int, seed: int,
-                  data_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+def training_spec(cfg: FeatureConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
     """The TrainSpec "features": BCE of the 0/1 "attributes" [A] given "image" [3, H, W] (items of `data`)."""
 
     def loss(nets, batch, step):
@@ -104,26 +102,28 @@ def training_spec(cfg: FeatureConfig, data, steps: int, batch_size: int, seed: i
             acc = ((logits > 0).float() == attributes).float().mean()
         return bce, {"bce": bce.detach(), "acc": acc}
 
-    config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
-    return single_network_spec("features", "features", lambda: FeatureNet(cfg), loss, cfg.lr, config, steps,
-                               batch_size, seed, data, **loop)
+    return single_network_spec("features", "features", lambda: FeatureNet(cfg), loss, cfg.lr,
+                               {"model": dataclasses.asdict(cfg)}, steps, batch_size, seed, data, **loop)
 
 
-def train_book_features(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
-    """The run's feature network (the `features` family of its profile), trained on the split's "image" and
-    "attributes" or loaded from the cache. The images must have the family's resolution."""
-    family = run.family("features")
-    if "attributes" not in train_split:
-        raise ValueError(f"the feature network learns attributes: dataset={run.dataset!r} gives none (SynthFaces and "
-                         "CelebAMask-HQ converted with its attribute file do)")
-    images, attributes = train_split["image"], train_split["attributes"]
-    if images.shape[-1] != family.resolution:
-        raise ValueError(f"images of {images.shape[-1]} px; the profile's feature network is for "
-                         f"{family.resolution} px")
-    cfg = scaled_config(family.resolution, family.width, num_attributes=attributes.shape[1])
-    spec = training_spec(cfg, InMemory({"image": images, "attributes": attributes}), steps=family.steps,
-                         batch_size=family.batch_size, seed=run.seed, data_id=split_id(run, train_split))
-    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+EVALUATED_NETS = ("features",)
 
 
-__all__ = ["FeatureConfig", "scaled_config", "conv_norm_act", "FeatureNet", "training_spec", "train_book_features"]
+def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: FeatureConfig | None = None) -> TrainSpec:
+    """The feature network of a run, trained on the split's "image" and "attributes" (images at the row's
+    resolution); `config` or the row's width."""
+    if "attributes" not in split:
+        raise ValueError("the feature network learns attributes, and this split has none (SynthFaces and "
+                         "CelebAMask-HQ converted with its attribute file have them)")
+    images, attributes = split["image"], split["attributes"]
+    if images.shape[-1] != row.resolution:
+        raise ValueError(f"images of {images.shape[-1]} px; the profile's feature network is for {row.resolution} px")
+    cfg = config or scaled_config(row.resolution, row.width, num_attributes=attributes.shape[1])
+    if row.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=row.lr)
+    return training_spec(cfg, InMemory({"image": images, "attributes": attributes}), steps=row.steps,
+                         batch_size=row.batch_size, seed=seed)
+
+
+__all__ = ["FeatureConfig", "scaled_config", "conv_norm_act", "FeatureNet", "training_spec", "EVALUATED_NETS",
+           "book_spec"]

@@ -25,10 +25,12 @@ Choices made here, on purpose (the paper text, the released demo and this book d
   (the usual output head of such decoders). The paper's blocks all upsample x2 (16 -> 256); at a lower resolution
   only the LAST log2(resolution / grid) blocks upsample (64 px: blocks 3 and 4; 32 px: block 4), so the first blocks
   run at grid x grid, where they are widest and cheapest.
-- Loss normalisation. The cross-entropy is the MEAN over pixels of w[y] * CE (not PyTorch's weighted mean, which
-  divides by the sum of the weights, and not the sum of Eq. 2). The KL is summed over latent dims and parts and
-  averaged over the batch. lambda = 0.0005 is meant for a per-pixel mean: the demo uses a mean-reduced CE; with the sum
-  of Eq. 2 (65536 pixels at 256 px) the KL would be scaled down by another 65536 and have no effect.
+- Loss normalisation, as printed: Eq. 2 SUMS w[y] * CE over the pixels of a mask (not PyTorch's weighted mean,
+  which divides by the sum of the weights), averaged over the batch; the KL is summed over latent dims and parts and
+  averaged over the batch; lambda = 0.0005. The KL is then small next to a sum over H * W pixels: the model is
+  close to an autoencoder whose codes are kept near N(0, I). (An earlier version of the book divided Eq. 2 by H * W,
+  which made the KL H * W times stronger: at 64 px it cost 0.1-0.2 test mIoU for the same training, measured in
+  book/training.md.)
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.memory import InMemory
+from ..data.transforms import OneHotParts
 from ..data.transforms import one_hot as one_hot_parts  # masks [..., C, H, W], background channel included
 from ..train import TrainSpec, single_network_spec
 
@@ -279,12 +283,34 @@ def to_labels(logits: torch.Tensor) -> torch.Tensor:
 # Losses
 
 
+CLASS_WEIGHTINGS = ("eq1", "inverse_sqrt")
+
+
+def class_weights(frequencies: torch.Tensor, rule: str = "eq1") -> torch.Tensor:
+    """Class weights of the weighted cross-entropy from the classes' mean areas (helpers.metrics.class_frequencies).
+
+    "eq1": Eq. 1, w_c = 1 - mean area of class c. "inverse_sqrt": w_c proportional to 1 / sqrt(mean area), scaled to
+    mean 1 over the classes present (absent classes get 0): the book's deviation for short runs, where Eq. 1's
+    weights (0.66 for the skin against 0.99 for an eye) leave parts of 0.3 % of the pixels almost no gradient.
+    """
+    frequencies = torch.as_tensor(frequencies, dtype=torch.float32)
+    if rule == "eq1":
+        return 1.0 - frequencies
+    if rule == "inverse_sqrt":
+        present = frequencies > 0
+        weights = torch.where(present, frequencies.clamp_min(1e-12).rsqrt(), torch.zeros_like(frequencies))
+        return weights / weights[present].mean()
+    raise ValueError(f"rule={rule!r}: allowed {CLASS_WEIGHTINGS}")
+
+
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
                            weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq. 2, as a mean over pixels of w[y] * CE (float32); weights None = the standard cross-entropy."""
+    """Eq. 2: the sum over the pixels of a mask of w[y] * CE, averaged over the batch (float32); weights None = the
+    standard cross-entropy (every w = 1)."""
     if weights is not None:
         weights = weights.to(device=logits.device, dtype=torch.float32)
-    return F.cross_entropy(logits.float(), labels.long(), weight=weights, reduction="none").mean()
+    per_pixel = F.cross_entropy(logits.float(), labels.long(), weight=weights, reduction="none")
+    return per_pixel.flatten(1).sum(1).mean()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -340,40 +366,44 @@ def interpolate_part(mu_source: torch.Tensor, mu_target: torch.Tensor, part: int
 
 
 def training_spec(cfg: MaskVAEConfig, data: Dataset, class_weights: torch.Tensor | None, steps: int,
-                  batch_size: int, seed: int, data_id: Mapping[str, Any] | None = None,
-                  lr: float = 1e-3) -> TrainSpec:
+                  batch_size: int, seed: int, lr: float = 1e-3, **loop: Any) -> TrainSpec:
     """The TrainSpec of one mask VAE: items of `data` are dicts with "parts" [C, H, W] and "labels" [H, W].
 
-    `class_weights` (Eq. 1, e.g. helpers.metrics.mask_vae_class_weights) are needed when cfg.weighted_ce;
-    `data_id` names the training data in the cache key (dataset, split, size, resolution...). Adam with lr 1e-3,
-    betas (0.9, 0.999): the paper gives no optimiser settings; 1e-3 trained the 64-px SynthFaces model stably in
-    this book's pilot runs (test mIoU 0.19 after 300 steps, 0.52 after 3000) and suits the short schedules of
-    the smaller profiles.
+    `class_weights` (Eq. 1 or the book's deviation: `class_weights`) are needed when cfg.weighted_ce. Adam with
+    lr 1e-3, betas (0.9, 0.999): the paper gives no optimiser settings. Extra keyword arguments go to TrainSpec.
     """
     if cfg.weighted_ce and class_weights is None:
-        raise ValueError("cfg.weighted_ce needs class_weights (helpers.metrics.mask_vae_class_weights)")
+        raise ValueError("cfg.weighted_ce needs class_weights (helpers.models.mask_vae.class_weights)")
     weights = None
     if class_weights is not None:
         weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
         if weights.numel() != cfg.num_classes:
             raise ValueError(f"class_weights has {weights.numel()} entries, cfg.num_classes={cfg.num_classes}")
-    config = {
-        **dataclasses.asdict(cfg), "lr": lr,
-        "class_weights": None if weights is None else [round(float(w), 6) for w in weights],
-        "data": dict(data_id or {}),
-    }
+    config = {**dataclasses.asdict(cfg), "lr": lr,
+              "class_weights": None if weights is None else [round(float(w), 6) for w in weights]}
 
     def loss(nets, batch, step):
         out = nets["vae"](batch["parts"], sample=True)
         return mask_vae_loss(out, batch["labels"], weights, cfg)
 
     return single_network_spec("mask_vae", "vae", lambda: MaskVAE(cfg), loss, lr, config, steps, batch_size, seed,
-                               data)
+                               data, **loop)
+
+
+EVALUATED_NETS = ("vae",)
+
+
+def book_spec(row: Any, split: Mapping[str, torch.Tensor], seed: int, config: MaskVAEConfig,
+              class_weights: torch.Tensor | None) -> TrainSpec:
+    """The mask VAE `config` (e.g. a Table 1 variant) trained on the split's "labels" (one-hot with background)."""
+    data = InMemory({"labels": split["labels"]}, transform=OneHotParts(config.num_classes, drop_background=False))
+    return training_spec(config, data, class_weights, steps=row.steps, batch_size=row.batch_size, seed=seed,
+                         lr=row.lr if row.lr is not None else 1e-3)
 
 
 __all__ = [
     "MaskVAEConfig", "paper_config", "scaled_config", "ABLATIONS", "ablation", "MaskVAE", "PartEncoder",
     "RelationBlock", "MaskDecoder", "ResBlock", "group_count", "to_labels", "one_hot_parts",
-    "weighted_cross_entropy", "kl_divergence", "mask_vae_loss", "generate_part", "perturb_part",
-    "interpolate_part", "training_spec",
+    "CLASS_WEIGHTINGS", "class_weights", "weighted_cross_entropy", "kl_divergence", "mask_vae_loss", "generate_part", "perturb_part",
+    "interpolate_part", "training_spec", "EVALUATED_NETS", "book_spec",
 ]

@@ -1,6 +1,6 @@
 """The Swapping Autoencoder (Park et al., NeurIPS 2020), the base model of Latents2Segments (paper 000) and paper 002.
 
-An image x (in [0, 1]) is encoded into a structure tensor S_s [B, 8, 8, 8] (8 channels on an 8x8 grid) and a
+An image x (in [0, 1]) is encoded into a structure tensor S_s [B, 8, s, s] (8 channels on an s x s grid) and a
 texture vector S_t [B, 64w]; a StyleGAN2-style generator decodes (S_s, S_t) back to an image. Training: L1
 reconstruction, a non-saturating GAN loss on reconstructions and on swapped decodes (structure of image 2i with the
 texture of image 2i+1 and vice versa), a patch co-occurrence GAN loss that asks patches of a swapped decode to look
@@ -9,13 +9,13 @@ like patches of the texture source, and lazy R1 on both discriminators (REFERENC
 Sizes are set by one base width w (the paper's w = 32, `paper_config`):
 
 - Encoder: 1x1 from-RGB 3 -> w, four residual blocks w -> 2w -> 4w -> 8w -> 16w. At 128 px every block halves the
-  resolution (128 -> 8, the paper's H/16); at lower resolutions only the FIRST log2(resolution / 8) blocks
-  downsample, so the structure tensor stays 8x8 (64 px: 3 blocks; 32 px: 2 blocks).
+  resolution (128 -> 8, the paper's H/16); with a larger structure tensor (`structure_size`, see `scaled_config`)
+  only the FIRST log2(resolution / structure_size) blocks downsample (64 px with 16 x 16: 2 blocks).
   Structure head: 1x1 16w -> 16w + lrelu, 1x1 16w -> 8. Texture head: 3x3 stride-2 convs 16w -> 32w -> 64w (+ lrelu),
   spatial mean, linear 64w -> 64w (the paper's 512 -> 1024 -> 2048 -> 2048).
   Both codes are L2-normalised over channels (the structure at every position), as in the paper.
-- Generator: the structure tensor enters two styled residual blocks 8 -> 8w -> 16w at 8x8, then four styled
-  residual blocks 16w, 16w, 8w, 4w of which the LAST log2(resolution / 8) upsample x2 (bilinear), then a modulated
+- Generator: the structure tensor enters two styled residual blocks 8 -> 8w -> 16w at s x s, then four styled
+  residual blocks 16w, 16w, 8w, 4w of which the LAST log2(resolution / s) upsample x2 (bilinear), then a modulated
   1x1 to-RGB without demodulation. Every 3x3 conv is a StyleGAN2 modulated/demodulated conv whose style is an affine
   map of the texture vector, followed by noise injection, a bias and lrelu(0.2) * sqrt(2); residual sums are scaled
   by 1/sqrt(2). The output is mapped to [0, 1] image units as 0.5 * (rgb + 1) (not clamped).
@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.memory import InMemory
 from ..train import Phase, TrainSpec
 
 SQRT2 = math.sqrt(2.0)
@@ -153,9 +154,18 @@ def paper_config() -> SAEConfig:
     return SAEConfig()
 
 
-def scaled_config(resolution: int, width: int) -> SAEConfig:
-    """The model of a profile: only the resolution and the base width change; losses and optimiser stay the paper's."""
-    return SAEConfig(resolution=int(resolution), width=int(width))
+def scaled_config(resolution: int, width: int, structure_size: int | None = None) -> SAEConfig:
+    """The model of a profile: the resolution, the base width and the side of the structure tensor change; losses and
+    optimiser stay the paper's.
+
+    structure_size None: the paper's H/16 (8 x 8) at 128 px and above; H/4 below (16 x 16 at 64 px, 8 x 8 at 32 px).
+    At 64 px an eye is 2-3 px tall and H/16 would be a 4 x 4 grid: measured on 2 CPU cores (book/training.md), a
+    16 x 16 structure tensor reconstructs faster and more sharply than 8 x 8 at the same cost per step, and the slices
+    of the small ROIs get cells of about their size.
+    """
+    if structure_size is None:
+        structure_size = 8 if resolution >= 128 else max(8, int(resolution) // 4)
+    return SAEConfig(resolution=int(resolution), width=int(width), structure_size=int(structure_size))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -348,7 +358,7 @@ class ResDownBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Image [B, 3, H, W] in [0, 1] -> structure [B, 8, 8, 8] and texture [B, 64w], both L2-normalised."""
+    """Image [B, 3, H, W] in [0, 1] -> structure [B, 8, s, s] and texture [B, 64w], both L2-normalised."""
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -371,7 +381,7 @@ class Encoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """(structure [B, 8, 8, 8], texture [B, 64w]) -> image [B, 3, H, W] in [0, 1] units (not clamped)."""
+    """(structure [B, 8, s, s], texture [B, 64w]) -> image [B, 3, H, W] in [0, 1] units (not clamped)."""
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -403,7 +413,7 @@ class SwappingAutoencoder(nn.Module):
         self.generator = Generator(cfg)
 
     def encode(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """Image [B, 3, H, W] in [0, 1] -> (structure S_s [B, 8, 8, 8], texture S_t [B, 64w])."""
+        """Image [B, 3, H, W] in [0, 1] -> (structure S_s [B, 8, s, s], texture S_t [B, 64w])."""
         return self.encoder(image)
 
     def decode(self, structure: Tensor, texture: Tensor) -> Tensor:
@@ -539,8 +549,11 @@ def crops_of(cfg: SAEConfig, image: Tensor) -> Tensor:
 
 
 def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor, target: Tensor,
-                    structure: Tensor, texture: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                    structure: Tensor, texture: Tensor,
+                    pixel_weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The G-side terms, unweighted: (reconstruction, L1, GAN rec, GAN swap, co-occurrence).
+
+    `pixel_weights` [B, 1, H, W] (mean 1 per item) weigh the L1 per pixel; None is the plain mean.
 
     `structure` and `texture` are codes of `image`; `target` is what the reconstruction should equal (the image
     itself for the SAE, an ROI image for L2S). The swap decodes structure i with the texture of its partner
@@ -548,7 +561,8 @@ def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor
     """
     partner = swap_index(image.shape[0], image.device)
     rec, swap = decode_pair(nets["sae"], structure, texture)  # one generator call
-    l1 = (rec - target.float()).abs().mean()
+    l1 = (rec - target.float()).abs()
+    l1 = (l1 * pixel_weights).mean() if pixel_weights is not None else l1.mean()
     logits_rec, logits_swap = nets["disc"](torch.cat([rec, swap])).chunk(2)  # one image-D call
     gan_rec = non_saturating(logits_rec, real=True)
     gan_swap = non_saturating(logits_swap, real=True)
@@ -633,20 +647,37 @@ def losses(cfg: SAEConfig):
     return d_loss, r1_loss, g_loss
 
 
-def training_spec(cfg: SAEConfig, data, steps: int, batch_size: int, seed: int,
-                  data_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+def training_spec(cfg: SAEConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
     """The TrainSpec "sae": per step a D phase, lazy R1 (every r1_every steps) and a G phase, 1:1.
 
-    `data` yields dicts with "image" [3, H, W] in [0, 1]; `data_id` names it in the cache key. Extra keyword
-    arguments go to TrainSpec (precision, checkpoint_every, ...).
+    `data` yields dicts with "image" [3, H, W] in [0, 1]. Extra keyword arguments go to TrainSpec (data_id,
+    precision, schedule, ema, evaluate...).
     """
     if batch_size % 2:
         raise ValueError(f"batch_size={batch_size}: must be even (swap pairs 2i <-> 2i+1)")
     d_loss, r1_loss, g_loss = losses(cfg)
     phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=cfg.r1_every), Phase("g", g_loss, "g")]
-    config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
-    return TrainSpec(name="sae", config=config, build=lambda: build(cfg), optimizers=lambda n: optimizers(n, cfg),
-                     phases=phases, steps=steps, batch_size=batch_size, seed=seed, data=data, **loop)
+    return TrainSpec(name="sae", config={"model": dataclasses.asdict(cfg)}, build=lambda: build(cfg),
+                     optimizers=lambda n: optimizers(n, cfg), phases=phases, steps=steps, batch_size=batch_size,
+                     seed=seed, data=data, **loop)
+
+
+EVALUATED_NETS = ("sae",)  # encoder + generator; the discriminators only train it
+
+
+def book_config(row: Any) -> SAEConfig:
+    """The SAE of a profile's row (helpers.config.Family): its size, with the row's deviations (`row.model`)."""
+    return dataclasses.replace(scaled_config(row.resolution, row.width), **row.model)
+
+
+def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SAEConfig | None = None) -> TrainSpec:
+    """The book's SAE (helpers.book_models): `config` or the row's (`book_config`), the row's lr, on the split's
+    "image"."""
+    cfg = config or book_config(row)
+    if row.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=row.lr)
+    return training_spec(cfg, InMemory({"image": split["image"]}), steps=row.steps, batch_size=row.batch_size,
+                         seed=seed)
 
 
 __all__ = [
@@ -654,5 +685,6 @@ __all__ = [
     "NoiseInjection", "StyledConv", "StyledResBlock", "ResDownBlock", "Encoder", "Generator", "SwappingAutoencoder",
     "Discriminator", "PatchDiscriminator", "swap_index", "random_crops", "decode_pair", "build", "avg_pool2x2",
     "l2_normalize", "lrelu", "non_saturating", "r1_penalty", "crops_of", "generator_terms", "discriminator_terms",
-    "r1_terms", "discriminator_optimizer", "optimizers", "losses", "training_spec",
+    "r1_terms", "discriminator_optimizer", "optimizers", "losses", "training_spec", "EVALUATED_NETS", "book_config",
+    "book_spec",
 ]

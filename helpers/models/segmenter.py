@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.memory import InMemory
-from ..data.splits import split_id
 from ..data.transforms import ToROI
-from ..train import Trained, TrainSpec, single_network_spec, train
+from ..train import TrainSpec, single_network_spec
 from .mask_vae import group_count
 
 
@@ -100,8 +99,7 @@ def segment_images(model: UNetSegmenter, image: Tensor) -> Tensor:
     return model(image).argmax(1)
 
 
-def training_spec(cfg: SegmenterConfig, data, steps: int, batch_size: int, seed: int,
-                  data_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+def training_spec(cfg: SegmenterConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
     """The TrainSpec "segmenter": cross-entropy of "roi_labels" [H, W] given "image" [3, H, W] (items of `data`)."""
 
     def loss(nets, batch, step):
@@ -112,19 +110,22 @@ def training_spec(cfg: SegmenterConfig, data, steps: int, batch_size: int, seed:
             acc = (logits.argmax(1) == labels).float().mean()
         return ce, {"ce": ce.detach(), "acc": acc}
 
-    config = {"model": dataclasses.asdict(cfg), "data": dict(data_id or {})}
-    return single_network_spec("segmenter", "segmenter", lambda: UNetSegmenter(cfg), loss, cfg.lr, config, steps,
-                               batch_size, seed, data, **loop)
+    return single_network_spec("segmenter", "segmenter", lambda: UNetSegmenter(cfg), loss, cfg.lr,
+                               {"model": dataclasses.asdict(cfg)}, steps, batch_size, seed, data, **loop)
 
 
-def train_book_segmenter(run: Any, train_split: Mapping[str, Tensor], progress: bool = True) -> Trained:
-    """The run's baseline segmenter (chapter 02's Table 2, chapter 03's label maps), trained or from the cache."""
-    family = run.family("segmenter")
-    data = InMemory({"image": train_split["image"], "labels": train_split["labels"]}, transform=ToROI(images=False))
-    spec = training_spec(scaled_config(family.resolution, family.width), data, steps=family.steps,
-                         batch_size=family.batch_size, seed=run.seed, data_id=split_id(run, train_split))
-    return train(spec, device=run.device, retrain=run.retrain, progress=progress)
+EVALUATED_NETS = ("segmenter",)
+
+
+def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SegmenterConfig | None = None) -> TrainSpec:
+    """The baseline of chapter 02's Table 2 (chapter 03's label maps): `config` or the row's size, on the split's
+    "image" and its ROI labels."""
+    cfg = config or scaled_config(row.resolution, row.width)
+    if row.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=row.lr)
+    data = InMemory({"image": split["image"], "labels": split["labels"]}, transform=ToROI(images=False))
+    return training_spec(cfg, data, steps=row.steps, batch_size=row.batch_size, seed=seed)
 
 
 __all__ = ["SegmenterConfig", "paper_config", "scaled_config", "ConvBlock", "UNetSegmenter", "segment_images",
-           "training_spec", "train_book_segmenter"]
+           "training_spec", "EVALUATED_NETS", "book_spec"]

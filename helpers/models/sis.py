@@ -28,6 +28,7 @@ default training is L1 reconstruction only (see `SISConfig.use_gan`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.memory import InMemory
 from ..data.transforms import one_hot
 from ..train import Phase, TrainSpec
 
@@ -340,13 +342,12 @@ def _losses(cfg: SISConfig):
     return g_loss, d_loss, r1_loss
 
 
-def training_spec(cfg: SISConfig, data, steps: int, batch_size: int, seed: int,
-                  data_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
+def training_spec(cfg: SISConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
     """The TrainSpec "sis": L1 reconstruction of each image from its mask and its own styles, plus (use_gan) a
     conditional patch discriminator with non-saturating loss and lazy R1 (every 16 steps), D then G each step.
 
     `data` yields dicts with "image" [3,H,W] in [0,1] and "labels" [H,W] (SynthFaces or a real face dataset);
-    `data_id` names it in the cache key. Extra keyword arguments go to TrainSpec (precision, checkpoint_every...).
+    Extra keyword arguments go to TrainSpec (data_id, precision, schedule, ema...).
     """
     g_loss, d_loss, r1_loss = _losses(cfg)
     betas = (0.5, 0.99) if cfg.use_gan else (0.9, 0.99)
@@ -362,9 +363,19 @@ def training_spec(cfg: SISConfig, data, steps: int, batch_size: int, seed: int,
     phases = [Phase("g", g_loss, "g")]
     if cfg.use_gan:
         phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=16), Phase("g", g_loss, "g")]
-    config = {"model": cfg.to_dict(), "data": dict(data_id or {})}
-    return TrainSpec(name="sis", config=config, build=lambda: build(cfg), optimizers=optimizers, phases=phases,
+    return TrainSpec(name="sis", config={"model": cfg.to_dict()}, build=lambda: build(cfg), optimizers=optimizers, phases=phases,
                      steps=steps, batch_size=batch_size, seed=seed, data=data, **loop)
+
+
+EVALUATED_NETS = ("sis",)
+
+
+def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SISConfig) -> TrainSpec:
+    """The SIS generator `config`, trained on the split's "image" and "labels"."""
+    if row.lr is not None:
+        config = dataclasses.replace(config, lr=row.lr)
+    data = InMemory({"image": split["image"], "labels": split["labels"]})
+    return training_spec(config, data, steps=row.steps, batch_size=row.batch_size, seed=seed)
 
 
 def change_share(before: Tensor, after: Tensor, region: Tensor) -> Tensor:
@@ -376,4 +387,4 @@ def change_share(before: Tensor, after: Tensor, region: Tensor) -> Tensor:
 
 __all__ = ["SISConfig", "SISModel", "StyleEncoder", "Generator", "PatchDiscriminator", "build", "one_hot",
            "region_average", "broadcast_styles", "receptive_radius", "extract_styles", "synthesize",
-           "training_spec", "change_share"]
+           "training_spec", "EVALUATED_NETS", "book_spec", "change_share"]

@@ -57,21 +57,3 @@ def test_attribute_count_mismatch_is_refused():
                             batch_size=4, seed=0, precision="fp32")
     with pytest.raises(ValueError, match="num_attributes"):
         train(spec, progress=False)
-
-
-def test_book_feature_network_trains_once_then_comes_from_the_cache(tmp_path):
-    from helpers import config
-    from helpers.data.splits import helen_label_splits
-
-    run = config.RunConfig(profile=config.PROFILES["smoke"], dataset="synthfaces", data_root=None, seed=0,
-                           device=torch.device("cpu"), retrain=False, out_dir=tmp_path, steps=2)
-    split, _ = helen_label_splits("synthfaces", None, 32, 32, 2, seed=0, keys=("image", "attributes"))
-    first = ft.train_book_features(run, split, progress=False)
-    again = ft.train_book_features(run, split, progress=False)
-    assert not first.from_cache and again.from_cache and again.path == first.path
-    assert first.nets["features"].head.out_features == len(SynthFaces.attribute_names)
-    with pytest.raises(ValueError, match="attributes"):
-        ft.train_book_features(run, {"image": split["image"]}, progress=False)
-    with pytest.raises(ValueError, match="px"):
-        ft.train_book_features(run, {"image": split["image"][..., :16, :16], "attributes": split["attributes"]},
-                               progress=False)

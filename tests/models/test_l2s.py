@@ -127,30 +127,18 @@ def test_roi_targets_keep_the_configs_rois_in_slice_order():
     assert l2s.roi_targets(roi_labels, tiny("helen")).tolist() == [[0, 1, 2, 0, 0, 0]]
 
 
-@pytest.mark.parametrize("dataset", ["synthfaces", "helen"])
-def test_book_models_train_once_then_come_from_the_cache(dataset, tmp_path):
-    """Chapter 03 gets chapter 02's SAE and L2S checkpoints back by calling the same functions."""
-    from helpers import config
-    from helpers.data.splits import helen_label_splits
-    from helpers.models import segmenter
-
-    root = None
-    if dataset == "helen":  # the HELEN slicing needs only the run's dataset name; the images can be SynthFaces'
-        root = tmp_path
-    run = config.RunConfig(profile=config.PROFILES["smoke"], dataset=dataset, data_root=root, seed=0,
-                           device=torch.device("cpu"), retrain=False, out_dir=tmp_path, steps=2)
-    split, _ = helen_label_splits("synthfaces", None, 32, 16, 2, seed=0)
-    assert l2s.book_config(run).slices == (l2s.HELEN_SLICES if dataset == "helen" else l2s.PAPER_SLICES)
-    first_sae = l2s.train_book_sae(run, split, progress=False)
-    first_l2s = l2s.train_book_l2s(run, split, first_sae, progress=False)
-    first_seg = segmenter.train_book_segmenter(run, split, progress=False)
-    assert not (first_sae.from_cache or first_l2s.from_cache or first_seg.from_cache)
-    again_sae = l2s.train_book_sae(run, split, progress=False)
-    again_l2s = l2s.train_book_l2s(run, split, again_sae, progress=False)
-    assert again_sae.from_cache and again_l2s.from_cache and segmenter.train_book_segmenter(run, split).from_cache
-    assert again_l2s.path == first_l2s.path
-    x = split["image"][:2]
-    assert torch.equal(again_l2s.nets["sae"](x), first_l2s.nets["sae"](x))
-    longer = dataclasses.replace(run, steps=3)  # another SAE gives another L2S checkpoint
-    assert l2s.train_book_l2s(longer, split, l2s.train_book_sae(longer, split, progress=False),
-                              progress=False).path != first_l2s.path
+def test_roi_balanced_weights_split_each_image_half_and_half():
+    cfg = dataclasses.replace(tiny("synthfaces"), roi_balanced_l1=True)
+    roi_labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    roi_labels[0, :1, :1] = 3  # nose: 1 of 16 pixels in image 0; absent from image 1
+    roi_labels[:, 2:, :] = 2  # skin: half of both images
+    weights = l2s.roi_balanced_weights(roi_labels, cfg)  # [K * B, 1, H, W], ROI-major
+    assert weights.shape == (5 * 2, 1, 4, 4)
+    nose0 = weights[2 * 2 + 0, 0]
+    assert nose0[0, 0] == pytest.approx(0.5 * 16) and nose0[1, 1] == pytest.approx(0.5 * 16 / 15)
+    assert torch.allclose(weights.mean(dim=(1, 2, 3)), torch.ones(10))  # mean 1 per item
+    assert torch.equal(weights[2 * 2 + 1], torch.ones(1, 4, 4))  # nose absent from image 1: the plain mean
+    assert torch.allclose(weights[1 * 2 + 0], torch.ones(1, 4, 4))  # skin is half the image: weights 1
+    # the ROI's pixels carry half of the loss however small the ROI is
+    inside = roi_labels[0] == 3
+    assert (nose0 * inside).sum() / nose0.sum() == pytest.approx(0.5)

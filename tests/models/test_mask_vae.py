@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from helpers.metrics import class_frequencies, class_pixel_counts, mask_vae_class_weights
+from helpers.metrics import class_frequencies, class_pixel_counts
 from helpers.models import mask_vae as mv
 from helpers.train import count_parameters, train
 
@@ -123,13 +123,13 @@ def test_decode_is_deterministic():
 def test_weighted_ce_known_answers():
     logits = torch.randn(2, C, 4, 4)
     labels = torch.randint(0, C, (2, 4, 4))
-    plain = F.cross_entropy(logits, labels)
+    plain = F.cross_entropy(logits, labels) * 16  # Eq. 2 sums over the 4 x 4 pixels, mean over the batch
     assert torch.allclose(mv.weighted_cross_entropy(logits, labels, torch.ones(C)), plain)
     assert torch.allclose(mv.weighted_cross_entropy(logits, labels, None), plain)
     # 2 classes, 2x2 map, logits 0 everywhere => CE = log 2 at each pixel; labels [[0,1],[1,1]], w = (0.5, 2)
     lg = torch.zeros(1, 2, 2, 2)
     lb = torch.tensor([[[0, 1], [1, 1]]])
-    expected = (0.5 + 2 + 2 + 2) / 4 * math.log(2)
+    expected = (0.5 + 2 + 2 + 2) * math.log(2)
     assert mv.weighted_cross_entropy(lg, lb, torch.tensor([0.5, 2.0])).item() == pytest.approx(expected)
     # bf16 logits: the loss is still float32
     assert mv.weighted_cross_entropy(lg.bfloat16(), lb, torch.tensor([0.5, 2.0])).dtype == torch.float32
@@ -168,11 +168,11 @@ def test_generate_and_perturb_change_one_part(edit):
 
 def test_training_reduces_loss():
     labels = label_maps(64)
-    weights = mask_vae_class_weights(class_frequencies(class_pixel_counts([labels], C)))
+    weights = mv.class_weights(class_frequencies(class_pixel_counts([labels], C)))
     cfg = tiny()
     spec = mv.training_spec(cfg, Masks(labels), weights, steps=30, batch_size=16, seed=0,
                             data_id={"name": "toy", "n": 64}, lr=5e-3)
-    assert spec.config["data"] == {"name": "toy", "n": 64} and len(spec.config["class_weights"]) == C
+    assert spec.data_id == {"name": "toy", "n": 64} and len(spec.config["class_weights"]) == C
     json.dumps(spec.config)
     result = train(spec, progress=False)
     losses = result.history["loss"]
@@ -199,3 +199,14 @@ def test_scaled_config_grid_scales_the_part_code_and_relation_block():
     assert (s.latent, s.lstm_hidden, s.ff_hidden, s.grid) == (64, 64, 256, 8)
     assert [b.upsample for b in mv.MaskVAE(s).decoder.blocks] == [False, True, True, True]
     assert mv.MaskVAE(s)(mv.one_hot_parts(label_maps(2, size=64), 11))["logits"].shape == (2, 11, 64, 64)
+
+
+def test_class_weights_eq1_and_inverse_sqrt_on_known_frequencies():
+    frequencies = torch.tensor([12 / 16, 3 / 16, 1 / 16, 0.0])
+    assert torch.allclose(mv.class_weights(frequencies), torch.tensor([1 - 12 / 16, 1 - 3 / 16, 1 - 1 / 16, 1.0]))
+    balanced = mv.class_weights(frequencies, "inverse_sqrt")
+    raw = torch.tensor([(16 / 12) ** 0.5, (16 / 3) ** 0.5, 4.0])
+    assert torch.allclose(balanced[:3], raw / raw.mean()) and balanced[3] == 0  # mean 1 over present classes
+    assert balanced[2] / balanced[0] == pytest.approx(12 ** 0.5)  # a 12x rarer class weighs sqrt(12)x more
+    with pytest.raises(ValueError, match="rule='inverse'"):
+        mv.class_weights(frequencies, "inverse")

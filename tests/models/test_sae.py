@@ -14,16 +14,18 @@ from helpers.models import sae
 from helpers.train import count_parameters, train
 
 
-@pytest.mark.parametrize("resolution", [32, 64, 128])
-def test_structure_is_8x8_and_decode_has_the_image_size(resolution):
+@pytest.mark.parametrize("resolution, side", [(32, 8), (64, 16), (128, 8)])
+def test_structure_side_and_decode_has_the_image_size(resolution, side):
+    """The paper's H/16 (8 x 8) at 128 px and above, H/4 below (scaled_config)."""
     model = sae.SwappingAutoencoder(sae.scaled_config(resolution, 2)).eval()
     structure, texture = model.encode(torch.rand(2, 3, resolution, resolution))
-    assert structure.shape == (2, 8, 8, 8) and texture.shape == (2, 128)
-    assert torch.allclose(structure.norm(dim=1), torch.ones(2, 8, 8), atol=1e-5)  # unit norm at every position
+    assert structure.shape == (2, 8, side, side) and texture.shape == (2, 128)
+    assert torch.allclose(structure.norm(dim=1), torch.ones(2, side, side), atol=1e-5)  # unit norm at every position
     assert torch.allclose(texture.norm(dim=1), torch.ones(2), atol=1e-5)
     assert model.decode(structure, texture).shape == (2, 3, resolution, resolution)
     downs = [b.downsample for b in model.encoder.blocks]
-    assert sum(downs) == round(math.log2(resolution / 8)) and downs == sorted(downs, reverse=True)
+    assert sum(downs) == round(math.log2(resolution / side)) and downs == sorted(downs, reverse=True)
+    assert sae.scaled_config(64, 2, structure_size=8).structure_size == 8  # the side can be set
 
 
 def test_modulated_conv_demodulates_to_unit_norm_weights_and_matches_the_grouped_conv():

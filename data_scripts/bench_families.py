@@ -1,0 +1,219 @@
+"""Benchmark: one training step of every model family of chapters 01-03 over width x batch x precision (x compile).
+
+For each family (mask_vae, sis, sae, l2s, segmenter, features) and every width, batch size, precision (fp32, bf16
+autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds the book's own training spec
+(`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own `Iteration`
+(every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved
+GFLOP/s beside this machine's measured fp32 and bf16 GEMM peak. Variants are timed side by side in interleaved
+rounds (median), since these machines are noisy. `--compile` adds `torch.compile`d phase losses at the profile's row.
+
+Images per second and GFLOP/s say how well a setting uses the CPU, not what it learns: the rows of the profiles are
+chosen from learning curves against wall-clock seconds (`data_scripts/learning_curves.py`).
+
+    python data_scripts/bench_families.py                               # every family, the default grid
+    python data_scripts/bench_families.py --families sae --widths 4,8 --batches 8,16,32 --compile
+    python data_scripts/bench_families.py --out runs/benchmarks/families.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from helpers.config import PROFILES
+from helpers.data.splits import helen_label_splits
+from helpers.models import l2s, mask_vae, sae, segmenter, sis
+from helpers.models import features as ft
+from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
+                           to_device)
+
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n matmul in `dtype` (median of `repeats`), this machine's practical peak."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - began)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def spec_for(family: str, row, split, seed: int = 0):
+    """The book's TrainSpec of `family` at the Family `row` (as helpers.book_models builds it)."""
+    if family == "mask_vae":
+        cfg = mask_vae.scaled_config(11, row.resolution, row.width, grid=16 if row.resolution >= 128 else 8)
+        return mask_vae.book_spec(row, split, seed, config=cfg, class_weights=torch.ones(11))
+    if family == "sis":
+        return sis.book_spec(row, split, seed, config=sis.SISConfig(num_classes=11, resolution=row.resolution,
+                                                                    width=row.width, n_blocks=1))
+    if family == "l2s":  # fine-tuning starts from an SAE; an untrained one costs the same per step
+        cfg = l2s.scaled_config(row.resolution, row.width)
+        untrained = Trained(sae.build(cfg.sae), {}, 0, Path("untrained-sae"), False, 0.0, "fp32")
+        return l2s.book_spec(row, split, seed, sae=untrained, config=cfg)
+    module = {"sae": sae, "segmenter": segmenter, "features": ft}[family]
+    return module.book_spec(row, split, seed)
+
+
+def compiled(spec):
+    """The spec with every phase loss wrapped in torch.compile (graph breaks allowed)."""
+    spec = dataclasses.replace(spec)
+    spec.phases = [Phase(p.name, torch.compile(p.loss), p.optimizer, p.every) for p in spec.phases]
+    return spec
+
+
+def setup(spec, precision: str):
+    """(iteration, batch) of a spec: its networks and optimisers, and the batch of step 1."""
+    device = torch.device("cpu")
+    nets, optimizers = build_networks(spec, device)
+    for net in nets.values():
+        net.train()
+    batch = to_device(fetch(spec.data, list(range(spec.batch_size))), device, spec.channels_last)
+    return Iteration(spec, nets, optimizers, precision, device), batch, nets
+
+
+def step_flops(iteration, batch) -> float:
+    with FlopCounterMode(display=False) as counter:
+        iteration(batch, 1)
+    return counter.get_total_flops()
+
+
+def bench_family(family: str, base, split, widths, batches, precisions, layouts, rounds: int, repeats: int,
+                 compile_row: bool) -> list[dict]:
+    variants = {}
+    for width in widths:
+        for batch in batches:
+            for precision in precisions:
+                for layout in layouts:
+                    row = dataclasses.replace(base, width=width, batch_size=batch)
+                    spec = spec_for(family, row, split)
+                    spec.channels_last = layout == "cl"
+                    variants[(width, batch, precision, layout, False)] = spec
+    if compile_row:
+        for precision in precisions:
+            for layout in layouts:
+                spec = compiled(spec_for(family, base, split))
+                spec.channels_last = layout == "cl"
+                variants[(base.width, base.batch_size, precision, layout, True)] = spec
+    setups, records = {}, []
+    for key, spec in variants.items():
+        width, batch, precision, layout, is_compiled = key
+        iteration, data, nets = setup(spec, precision)
+        began = time.perf_counter()
+        iteration(data, 1)  # warm-up (and compilation)
+        warmup = time.perf_counter() - began
+        flops = step_flops(iteration, data) if not is_compiled else None
+        params = sum(count_parameters(n) for n in nets.values())
+        setups[key] = (iteration, data)
+        records.append({"family": family, "width": width, "batch": batch, "precision": precision, "layout": layout,
+                        "compiled": is_compiled, "params": params, "flops": flops, "first_step_s": warmup,
+                        "times": []})
+    for _ in range(rounds):
+        for record, (iteration, data) in zip(records, setups.values()):
+            began = time.perf_counter()
+            for _ in range(repeats):
+                iteration(data, 1)
+            record["times"].append((time.perf_counter() - began) / repeats)
+    eager = {}
+    for record in records:
+        record["ms_per_step"] = 1000 * statistics.median(record.pop("times"))
+        record["images_per_s"] = record["batch"] / record["ms_per_step"] * 1000
+        if not record["compiled"]:
+            eager[(record["width"], record["batch"], record["precision"], record["layout"])] = record
+    for record in records:  # a compiled variant does the eager variant's FLOPs
+        if record["compiled"]:
+            twin = eager.get((record["width"], record["batch"], record["precision"], record["layout"]))
+            record["flops"] = twin["flops"] if twin else float("nan")
+        record["gflop_per_s"] = record["flops"] / record["ms_per_step"] * 1000 / 1e9
+    return records
+
+
+def markdown(records: list[dict], peaks: dict[str, float], profile) -> str:
+    """One Markdown table of every record; the profile's own setting of each family in bold."""
+    lines = [f"GEMM peak of this machine ({torch.get_num_threads()} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+             f"bf16 {peaks['bf16']:.0f} GFLOP/s.", "",
+             "| family | width | batch | precision | layout | compiled | ms/step | images/s | GFLOP/step | GFLOP/s "
+             "| % of peak |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        row = profile.family(r["family"])
+        precision = row.precision if row.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+        ours = (r["width"], r["batch"], r["precision"], r["layout"] == "cl", r["compiled"]) == \
+            (row.width, row.batch_size, precision, row.channels_last, False)
+        cells = [r["family"], r["width"], r["batch"], r["precision"], r["layout"], "yes" if r["compiled"] else "no",
+                 f"{r['ms_per_step']:.0f}", f"{r['images_per_s']:.1f}", f"{r['flops'] / 1e9:.2f}",
+                 f"{r['gflop_per_s']:.0f}", f"{100 * r['gflop_per_s'] / peaks[r['precision']]:.1f}"]
+        lines.append("| " + " | ".join(f"**{c}**" if ours else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--widths", default="", help="comma-separated widths (default: half, 1x and 2x the row's)")
+    parser.add_argument("--batches", default="", help="comma-separated batch sizes (default: half, 1x, 2x the row's)")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--layouts", default="nchw,cl", help="memory formats: nchw (contiguous), cl (channels_last)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd phases at the row")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--out", default="", help="also write every record to this JSON file")
+    args = parser.parse_args(argv)
+    families = args.families.split(",")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        parser.error(f"--families: unknown {unknown}; allowed {FAMILIES}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = PROFILES[args.profile]
+    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
+    print(f"GEMM peak (2048^3 matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    resolution = max(profile.family(f).resolution for f in families)
+    split, _ = helen_label_splits("synthfaces", None, resolution, 64, 1, seed=0,
+                                  keys=("image", "labels", "attributes"))
+    everything = []
+    for family in families:
+        base = profile.family(family)
+        widths = [int(w) for w in args.widths.split(",")] if args.widths else sorted({max(1, base.width // 2),
+                                                                                       base.width, 2 * base.width})
+        batches = [int(b) for b in args.batches.split(",")] if args.batches else sorted({max(2, base.batch_size // 2),
+                                                                                          base.batch_size,
+                                                                                          2 * base.batch_size})
+        fam_split = split if base.resolution == resolution else {
+            k: torch.nn.functional.interpolate(v[:, None].float() if v.dim() == 3 else v.float(),
+                                               size=base.resolution, mode="nearest").squeeze(1).to(v.dtype)
+            if v.dim() >= 3 else v for k, v in split.items()}
+        records = bench_family(family, base, fam_split, widths, batches, args.precisions.split(","),
+                               args.layouts.split(","), args.rounds, args.repeats, args.compile)
+        print(f"\n{family} at {base.resolution} px (profile row: width {base.width}, batch {base.batch_size})")
+        print(f"  {'width':>5} {'batch':>5} {'prec':>5} {'layout':>6} {'compile':>7} {'params':>9} {'ms/step':>9} {'img/s':>7} "
+              f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>6}")
+        for r in records:
+            print(f"  {r['width']:5d} {r['batch']:5d} {r['precision']:>5} {r['layout']:>6} {'yes' if r['compiled'] else 'no':>7} "
+                  f"{r['params'] / 1e6:8.2f}M {r['ms_per_step']:9.1f} {r['images_per_s']:7.1f} "
+                  f"{r['flops'] / 1e9:10.2f} {r['gflop_per_s']:8.1f} {100 * r['gflop_per_s'] / peaks[r['precision']]:6.1f}"
+                  + (f"   (first step {r['first_step_s']:.0f} s)" if r["compiled"] else ""))
+        everything += records
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"profile": args.profile, "threads": torch.get_num_threads(),
+                                   "gemm_peak_gflops": peaks, "records": everything}, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(everything, peaks, profile))
+        print(f"\nwritten to {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

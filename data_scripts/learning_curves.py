@@ -1,0 +1,239 @@
+"""Learning curves against wall-clock seconds: held-out quality of a model family while it trains, per setting.
+
+Each variant is the book's own training spec (`helpers.book_models.book_spec`) with a profile row changed (width,
+batch, steps, lr, warm-up, decay, EMA) and/or model settings changed; the training loop evaluates the networks it
+would return (the weight average, where there is one) on held-out SynthFaces at `--evals` points, with the clock
+stopped while it evaluates. The curves are merged into `<out>/<family>.json`, drawn into `<out>/<family>.png` and
+tabulated in `<out>/<family>.md`: the measurements behind every `cpu` row of `helpers.config.PROFILES`, shown in
+book/training.md.
+
+Held-out quality per family: mask_vae test mIoU and the smallest class IoU; sis and sae test L1; l2s mean F1 over the
+ROIs (consistency rule), the smallest ROI F1 and the ACS (32 faces x 4 noise draws, a quicker estimate than the
+chapter's); segmenter mean and smallest ROI F1; features attribute accuracy.
+
+    python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
+    python data_scripts/learning_curves.py --family l2s --variant "balanced:steps=500,model.roi_balanced_l1=1"
+    python data_scripts/learning_curves.py --family mask_vae --variant "eq1:weights=eq1" --variant "isqrt:weights=inverse_sqrt"
+    python data_scripts/learning_curves.py --family sae --plot-only
+
+Run one at a time on an otherwise idle machine: the seconds are the measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from helpers import book_models, config, metrics
+from helpers.data.splits import helen_label_splits
+from helpers.data.transforms import ToROI
+from helpers.inference import in_chunks
+from helpers.models import features as ft
+from helpers.models import l2s, sae, segmenter, sis
+from helpers.models import mask_vae as mv
+from helpers.train import train
+
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
+ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
+METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
+          "features": "accuracy"}
+
+
+def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
+    """'name:key=value,...' -> (name, row changes, model changes ('model.' keys), other options)."""
+    name, _, body = text.partition(":")
+    row, model, options = {}, {}, {}
+    for item in filter(None, body.split(",")):
+        key, _, raw = item.partition("=")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        if key.startswith("model."):
+            model[key[6:]] = value
+        elif key in ROW_FIELDS:
+            row[key] = value
+        elif key == "batch":
+            row["batch_size"] = value
+        else:
+            options[key] = value
+    return name, row, model, options
+
+
+def run_for(base: config.RunConfig, family: str, row_changes: dict) -> config.RunConfig:
+    profile = base.profile
+    row = dataclasses.replace(profile.family(family), **row_changes)
+    profile = dataclasses.replace(profile, families={**profile.families, family: row})
+    return dataclasses.replace(base, profile=profile)
+
+
+def replace_model(cfg, changes: dict):
+    """A model config with `changes` applied (nested 'sae.' keys reach an L2S config's SAE)."""
+    nested = {k[4:]: v for k, v in changes.items() if k.startswith("sae.")}
+    flat = {k: v for k, v in changes.items() if not k.startswith("sae.")}
+    if nested:
+        flat["sae"] = dataclasses.replace(cfg.sae, **nested)
+    return dataclasses.replace(cfg, **flat)
+
+
+class Family:
+    """Data, training options and held-out evaluation of one family."""
+
+    def __init__(self, family: str, run: config.RunConfig, n_eval: int):
+        self.family, self.run = family, run
+        res = run.profile.family(family).resolution
+        self.train, self.test = helen_label_splits("synthfaces", None, res, run.profile.train_size,
+                                                   run.profile.test_size, run.seed,
+                                                   keys=("image", "labels", "attributes"))
+        self.test = {k: v[:n_eval] for k, v in self.test.items()}
+        self.num_classes = 11
+        self.sae = None
+
+    def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
+        row = run.profile.family(self.family)
+        if self.family == "mask_vae":
+            grid = extra.get("grid", 16 if row.resolution >= 128 else 8)
+            cfg = replace_model(mv.scaled_config(self.num_classes, row.resolution, row.width, grid=grid), model)
+            counts = metrics.class_pixel_counts([self.train["labels"]], self.num_classes)
+            weights = mv.class_weights(metrics.class_frequencies(counts), extra.get("weights", "eq1"))
+            return {"config": cfg, "class_weights": weights}
+        if self.family == "sis":
+            return {"config": replace_model(sis.SISConfig(num_classes=self.num_classes, resolution=row.resolution,
+                                                          width=row.width, n_blocks=1), model)}
+        if self.family == "l2s":
+            return {"sae": self.sae, "config": replace_model(l2s.book_config(run), model)}
+        if self.family == "sae":
+            return {"config": replace_model(sae.book_config(row), model)}
+        module = {"segmenter": segmenter, "features": ft}[self.family]
+        return {"config": replace_model(module.scaled_config(row.resolution, row.width), {**row.model, **model})}
+
+    def evaluate(self, nets) -> dict[str, float]:
+        device = self.run.device
+        image = self.test["image"]
+        if self.family == "mask_vae":
+            vae = nets["vae"]
+            labels = self.test["labels"]
+            predicted = in_chunks(lambda m: mv.to_labels(vae(mv.one_hot_parts(m, self.num_classes),
+                                                             sample=False)["logits"]), labels, device=device)
+            iou = metrics.iou_per_class(metrics.confusion_matrix(predicted, labels, self.num_classes))
+            return {"miou": iou.nanmean().item(), "min_iou": iou.min().item()}
+        if self.family == "sis":
+            out = in_chunks(lambda x, y: nets["sis"](x, y), image, self.test["labels"], device=device)
+            return {"l1": (out - image).abs().mean().item()}
+        if self.family == "sae":
+            return {"l1": (in_chunks(nets["sae"], image, device=device) - image).abs().mean().item()}
+        if self.family == "segmenter":
+            truth = ToROI(images=False)(self.test)["roi_labels"]
+            predicted = in_chunks(lambda x: nets["segmenter"](x).argmax(1), image, device=device)
+            f1 = metrics.f1_per_class(metrics.confusion_matrix(predicted, truth, 6))[1:]
+            return {"mean_f1": f1.nanmean().item(), "min_f1": f1.min().item()}
+        if self.family == "features":
+            logits = in_chunks(nets["features"], image, device=device)
+            return {"accuracy": ((logits > 0).float() == self.test["attributes"].float()).float().mean().item()}
+        return self.evaluate_l2s(nets["sae"])
+
+    def evaluate_l2s(self, model) -> dict[str, float]:
+        cfg = l2s.book_config(self.run)
+        image, k = self.test["image"], len(cfg.slices)
+        truth = l2s.roi_targets(ToROI(cfg.roi_names, images=False)(self.test)["roi_labels"], cfg)
+        decoded = in_chunks(lambda x: l2s.roi_images(model, x, cfg), image, device=self.run.device)
+        f1 = metrics.f1_per_class(metrics.confusion_matrix(l2s.segment(decoded, image), truth, k + 1))[1:]
+        faces = image[:32].to(self.run.device)
+        regions = torch.stack([truth[:32] == i + 1 for i in range(k)], 1).to(self.run.device)
+        structure, texture = model.encode(faces)
+        activeness = metrics.activeness_map(model.decode, structure, texture, cfg.channel_lists, regions,
+                                            n_noise=4, max_batch=256,
+                                            generator=torch.Generator(self.run.device).manual_seed(1))
+        black = (decoded.abs().amax(dim=(2, 3, 4)) < 0.05).float().mean(0)  # share of faces whose ROI i decodes black
+        return {"mean_f1": f1.nanmean().item(), "min_f1": f1.min().item(),
+                "acs": metrics.activeness_compaction_score(activeness.cpu()), "black_roi_share": black.max().item()}
+
+
+def plot(path: Path, family: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(path.read_text())
+    names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
+    extra = [m for m in ("min_iou", "min_f1", "acs") if any(m in data["variants"][n]["curve"] for n in names)]
+    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], [METRIC[family], *extra]):
+        for name in names:
+            curve = data["variants"][name]["curve"]
+            if metric in curve:
+                ax.plot(curve["seconds"], curve[metric], marker="o", ms=3, label=name)
+        ax.set_xlabel("training wall-clock seconds (2 CPU cores)")
+        ax.set_ylabel(f"held-out {metric}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{family}: held-out quality against CPU seconds ({data.get('threads', '?')} threads)")
+    fig.tight_layout()
+    out = path.with_suffix(".png")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    path.with_suffix(".md").write_text(table(data, family))
+    return out
+
+
+def table(data: dict, family: str) -> str:
+    """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
+    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share")
+                                        if any(m in v["curve"] for v in data["variants"].values())]
+    lines = ["| variant | trained as | seconds | " + " | ".join(metrics_shown) + " |",
+             "|---|---|---|" + "---|" * len(metrics_shown)]
+    for name, variant in data["variants"].items():
+        curve = variant["curve"]
+        trained_as = variant["summary"].split(", ", 1)[1].rsplit(", trained in", 1)[0]
+        cells = [f"{curve[m][-1]:.3f}" if m in curve else "" for m in metrics_shown]
+        lines.append(f"| {name} | {trained_as} | {curve['seconds'][-1]:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", required=True, choices=FAMILIES)
+    parser.add_argument("--variant", action="append", default=[], help="'name:key=value,...' (see the doc)")
+    parser.add_argument("--profile", default="cpu", choices=list(config.PROFILES))
+    parser.add_argument("--evals", type=int, default=6, help="evaluations per variant (spread evenly over its steps)")
+    parser.add_argument("--n-eval", type=int, default=256, help="held-out faces or masks per evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="book/figures/curves")
+    parser.add_argument("--cache-dir", default=None, help="checkpoint cache (default: the book's)")
+    parser.add_argument("--plot-only", action="store_true")
+    args = parser.parse_args(argv)
+    path = Path(args.out) / f"{args.family}.json"
+    if args.plot_only:
+        print("figure:", plot(path, args.family))
+        return 0
+    base = config.validate(profile=args.profile, seed=args.seed, out_dir=args.out)
+    family = Family(args.family, base, args.n_eval)
+    if args.family == "l2s":
+        family.sae = book_models.train_model(base, "sae", family.train)
+        print(family.sae.summary)
+    data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
+    data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)
+    for text in args.variant:
+        name, row, model, extra = parse_variant(text)
+        run = run_for(base, args.family, row)
+        spec = book_models.book_spec(run, args.family, family.train, **family.options(run, model, extra))
+        spec.evaluate = family.evaluate
+        spec.evaluate_at = sorted({0, *(math.ceil(spec.steps * (i + 1) / args.evals) for i in range(args.evals))})
+        trained = train(spec, device=run.device, retrain=True, cache_dir=args.cache_dir)
+        data["variants"][name] = {"row": dataclasses.asdict(run.profile.family(args.family)), "model": model,
+                                  "options": extra, "summary": trained.summary, "curve": trained.curve}
+        last = {k: round(v[-1], 4) for k, v in trained.curve.items()}
+        print(f"{name}: {trained.summary}; last evaluation {last}", flush=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    print("curves:", path, "figure:", plot(path, args.family))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""The measurement scripts behind the profiles' rows run end to end (smoke profile, tiny grids)."""
+import json
+
+import pytest
+
+from tests.data_scripts.layouts import load_script
+
+
+def test_parse_variant_splits_row_model_and_options():
+    curves = load_script("learning_curves")
+    name, row, model, options = curves.parse_variant("w8:width=8,batch=16,lr=2e-3,decay=cosine,ema=2000,"
+                                                     "model.roi_balanced_l1=True,weights=inverse_sqrt")
+    assert name == "w8"
+    assert row == {"width": 8, "batch_size": 16, "lr": 2e-3, "decay": "cosine", "ema": 2000}
+    assert model == {"roi_balanced_l1": True} and options == {"weights": "inverse_sqrt"}
+
+
+@pytest.mark.parametrize("family", ["mask_vae", "sae"])
+def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    curves = load_script("learning_curves")
+    variants = ["a:steps=4", "b:steps=4,lr=1e-4" + (",weights=inverse_sqrt" if family == "mask_vae" else "")]
+    args = ["--family", family, "--profile", "smoke", "--evals", "2", "--n-eval", "8", "--out", str(tmp_path)]
+    for variant in variants:
+        args += ["--variant", variant]
+    assert curves.main(args) == 0
+    data = json.loads((tmp_path / f"{family}.json").read_text())
+    assert set(data["variants"]) == {"a", "b"}
+    curve = data["variants"]["b"]["curve"]
+    assert curve["step"] == [0.0, 2.0, 4.0] and len(curve[curves.METRIC[family]]) == 3
+    assert curve["seconds"][0] < curve["seconds"][-1]
+    assert data["variants"]["b"]["row"]["lr"] == 1e-4
+    assert (tmp_path / f"{family}.png").stat().st_size > 0
+    table = (tmp_path / f"{family}.md").read_text()
+    assert table.startswith("| variant |") and "| a |" in table and "| b |" in table
+
+
+def test_bench_families_prints_and_writes_every_record(tmp_path, capsys):
+    bench = load_script("bench_families")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profile", "smoke", "--families", "segmenter,mask_vae", "--widths", "4", "--batches", "2",
+                       "--precisions", "fp32", "--rounds", "1", "--repeats", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "GEMM peak" in text and "segmenter at 32 px" in text and "mask_vae at 32 px" in text
+    records = json.loads(out.read_text())["records"]
+    assert [(r["family"], r["width"], r["batch"], r["layout"]) for r in records] == [
+        ("segmenter", 4, 2, "nchw"), ("segmenter", 4, 2, "cl"), ("mask_vae", 4, 2, "nchw"), ("mask_vae", 4, 2, "cl")]
+    assert all(r["flops"] > 0 and r["gflop_per_s"] > 0 and r["ms_per_step"] > 0 for r in records)
+    table = out.with_suffix(".md").read_text()
+    assert "GEMM peak" in table and table.count("| segmenter |") == 2 and table.count("| mask_vae |") == 2
