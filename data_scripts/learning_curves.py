@@ -189,7 +189,7 @@ def table(data: dict, family: str) -> str:
              "|---|---|---|" + "---|" * len(metrics_shown)]
     for name, variant in data["variants"].items():
         curve = variant["curve"]
-        trained_as = variant["summary"].split(", ", 1)[1].rsplit(", trained in", 1)[0]
+        trained_as = variant["summary"].split(", ", 1)[1].rsplit(", trained in", 1)[0]  # drop name, size, time
         cells = [f"{curve[m][-1]:.3f}" if m in curve else "" for m in metrics_shown]
         lines.append(f"| {name} | {trained_as} | {curve['seconds'][-1]:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -180,13 +180,13 @@ class Trained:
     @property
     def summary(self) -> str:
         """One line: the model, its size, how it was trained, and whether it came from the cache."""
-        params = sum(count_parameters(net) for name, net in self.nets.items())
+        params = sum(p.numel() for net in self.nets.values() for p in net.parameters())
         text = f"{self.path.stem.rsplit('-', 1)[0]}: {params / 1e6:.2f} M parameters"
         text += f", {self.spec.describe()}" if self.spec is not None else f", {self.steps} steps"
         if self.lrs:
-            text += ", Adam lr " + ", ".join(f"{lr:.3g} ({name})" for name, lr in self.lrs.items())
-        text += f", {self.precision}"
-        return text + (" (from the checkpoint cache)" if self.from_cache else f", trained in {self.seconds:.0f} s")
+            text += ", lr " + ", ".join(f"{lr:.3g} ({name})" for name, lr in self.lrs.items())
+        text += f", {self.precision}, trained in {self.seconds:.0f} s"
+        return text + (" (loaded from the checkpoint cache)" if self.from_cache else "")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -416,11 +416,7 @@ def _ema_copies(spec: TrainSpec, nets: Mapping[str, nn.Module]) -> dict[str, nn.
     unknown = [name for name in spec.ema.nets if name not in nets]
     if unknown:
         raise ValueError(f"EMA of {unknown}: the spec builds only {sorted(nets)}")
-    copies = {}
-    for name in spec.ema.nets:
-        copies[name] = copy.deepcopy(nets[name])
-        copies[name].requires_grad_(False)
-    return copies
+    return {name: copy.deepcopy(nets[name]) for name in spec.ema.nets}  # updated under no_grad (update_ema)
 
 
 def _evaluate(spec: TrainSpec, nets: Mapping[str, nn.Module], step: int, clock: _Clock,
