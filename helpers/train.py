@@ -483,10 +483,11 @@ def _save(path, spec, key, step, done, nets, averaged, optimizers, history, worl
     if world.is_main:
         state = {
             "nets": {k: v.state_dict() for k, v in nets.items()},
-            "ema": {k: v.state_dict() for k, v in averaged.items()},
             "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
             "history": _history_to_state(history),
         }
+        if averaged:
+            state["ema"] = {k: v.state_dict() for k, v in averaged.items()}
         ckpt.save_atomic(ckpt.make_checkpoint(spec.name, key, step, done, state), path)
     barrier(world)
 

@@ -71,7 +71,7 @@ def test_the_row_sets_steps_batch_lr_and_recipe(split, tmp_path):
     assert spec.config["model"]["lr"] == 5e-4 and spec.config["model"]["lambda_l1"] == 3.0
     assert spec.schedule == Schedule(warmup=3, decay="cosine") and spec.ema == EMA(("sae",), half_life=500.0)
     assert "7 steps of batch 4, lr warm-up 3 steps then cosine" in spec.describe()
-    plain = book_models.book_spec(smoke_run(tmp_path, steps=None), "sae", split)
+    plain = book_models.book_spec(smoke_run(tmp_path, steps=None, sae=config.Family(32, 2, 7, 4)), "sae", split)
     assert plain.schedule == Schedule() and plain.ema is None and "lr" not in plain.describe()
     with pytest.raises(ValueError, match="family='stylegan'"):
         book_models.book_spec(smoke_run(tmp_path), "stylegan", split)

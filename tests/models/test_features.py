@@ -47,7 +47,7 @@ def test_training_learns_attributes_and_the_spec_is_json_able():
     spec = ft.training_spec(cfg, InMemory(colour_attributes(16)), steps=20, batch_size=8, seed=0,
                             data_id={"name": "colours"}, precision="fp32")
     json.dumps(spec.config)
-    assert spec.config["model"]["num_attributes"] == 3 and spec.config["data"] == {"name": "colours"}
+    assert spec.config["model"]["num_attributes"] == 3 and spec.data_id == {"name": "colours"}
     result = train(spec, progress=False)
     assert result.history["bce"][-1] < 0.8 * result.history["bce"][0]
 
