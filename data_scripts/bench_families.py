@@ -5,7 +5,8 @@ autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds
 (`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own `Iteration`
 (every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved
 GFLOP/s beside this machine's measured fp32 and bf16 GEMM peak. Variants are timed side by side in interleaved
-rounds (median), since these machines are noisy. `--compile` adds `torch.compile`d phase losses at the profile's row.
+rounds (median), since these machines are noisy. `--compile` adds `torch.compile`d phase losses at the profile's row
+(its own precision and memory format; the eager twin is in the grid).
 
 Images per second and GFLOP/s say how well a setting uses the CPU, not what it learns: the rows of the profiles are
 chosen from learning curves against wall-clock seconds (`data_scripts/learning_curves.py`).
@@ -98,12 +99,12 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
                     spec = spec_for(family, row, split)
                     spec.channels_last = layout == "cl"
                     variants[(width, batch, precision, layout, False)] = spec
-    if compile_row:
-        for precision in precisions:
-            for layout in layouts:
-                spec = compiled(spec_for(family, base, split))
-                spec.channels_last = layout == "cl"
-                variants[(base.width, base.batch_size, precision, layout, True)] = spec
+    if compile_row:  # one compilation per family (minutes on 2 cores): at the row's own precision and layout
+        precision = base.precision if base.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+        layout = "cl" if base.channels_last else "nchw"
+        spec = compiled(spec_for(family, base, split))
+        spec.channels_last = base.channels_last
+        variants[(base.width, base.batch_size, precision, layout, True)] = spec
     setups, records = {}, []
     for key, spec in variants.items():
         width, batch, precision, layout, is_compiled = key
