@@ -189,7 +189,9 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
     print(f"GEMM peak (2048^3 matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     resolution = max(profile.family(f).resolution for f in families)
-    split, _ = helen_label_splits("synthfaces", None, resolution, 64, 1, seed=0,
+    largest = max(max(int(b) for b in args.batches.split(",")) if args.batches else 2 * profile.family(f).batch_size
+                  for f in families)
+    split, _ = helen_label_splits("synthfaces", None, resolution, max(64, largest), 1, seed=0,
                                   keys=("image", "labels", "attributes"))
     everything, failures = [], []
     for family in families:
