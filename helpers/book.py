@@ -101,6 +101,7 @@ def strip_volatile(nb: nbformat.NotebookNode, drop_injected: bool = False) -> nb
         for key in VOLATILE_CELL_METADATA:
             cell.metadata.pop(key, None)
         if cell.cell_type == "code":
+            cell.outputs = _merged_streams(cell.outputs)
             for output in cell.outputs:
                 output.pop("transient", None)
                 if "data" in output:
@@ -112,6 +113,19 @@ def strip_volatile(nb: nbformat.NotebookNode, drop_injected: bool = False) -> nb
     nb.cells = cells
     nb.nbformat, nb.nbformat_minor = 4, 5
     return nb
+
+
+def _merged_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one name (stdout, stderr) joined into one, as a live notebook shows them."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(output)
+    return merged
 
 
 @dataclass

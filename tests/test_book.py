@@ -164,6 +164,9 @@ def test_strip_volatile_on_a_synthetic_notebook():
                                metadata={WIDGET_MIME: {"x": 1}}),
         nbformat.v4.new_output("display_data", data={"text/plain": "ok"}),
         nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="[train] step 1\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="done\n"),
     ]
     cell.outputs[1]["transient"] = {"display_id": "d1"}
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), injected, cell]
@@ -174,6 +177,8 @@ def test_strip_volatile_on_a_synthetic_notebook():
     assert kept.cells[2].metadata == {"tags": ["keep"]}
     assert kept.cells[2].outputs[0]["data"] == {"text/plain": "HBox()"} and kept.cells[2].outputs[0].metadata == {}
     assert "transient" not in kept.cells[2].outputs[1]
+    assert [(o.get("name"), o.get("text")) for o in kept.cells[2].outputs[2:]] == [
+        ("stdout", "hi\n[train] step 1\n"), ("stderr", "warn\n"), ("stdout", "done\n")]  # runs of one stream merged
     nbformat.validate(kept)
     dropped = book.strip_volatile(nbformat.from_dict(nb.copy()), drop_injected=True)
     assert [c.source for c in dropped.cells] == ["# t", "f()"]
