@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.config import PROFILES
 from helpers.data.splits import helen_label_splits
+from helpers.timing import interleaved_ms
 from helpers.models import l2s, mask_vae, sae, segmenter, sis
 from helpers.models import features as ft
 from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
@@ -40,13 +40,8 @@ FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
 def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of an n x n matmul in `dtype` (median of `repeats`), this machine's practical peak."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - began)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1)["mm"]
+    return 2 * n ** 3 / ms / 1e6
 
 
 def spec_for(family: str, row, split, seed: int = 0):
@@ -124,17 +119,12 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
         params = sum(count_parameters(n) for n in nets.values())
         setups[key] = (iteration, data)
         records.append({"family": family, "width": width, "batch": batch, "precision": precision, "layout": layout,
-                        "compiled": is_compiled, "params": params, "flops": flops, "first_step_s": warmup,
-                        "times": []})
-    for _ in range(rounds):
-        for record, (iteration, data) in zip(records, setups.values()):
-            began = time.perf_counter()
-            for _ in range(repeats):
-                iteration(data, 1)
-            record["times"].append((time.perf_counter() - began) / repeats)
+                        "compiled": is_compiled, "params": params, "flops": flops, "first_step_s": warmup})
+    calls = {key: (lambda it=iteration, d=data: it(d, 1)) for key, (iteration, data) in setups.items()}
+    ms = interleaved_ms(calls, rounds=rounds, repeats=repeats, warmup=0)  # warmed up (and compiled) above
     eager = {}
-    for record in records:
-        record["ms_per_step"] = 1000 * statistics.median(record.pop("times"))
+    for record, key in zip(records, setups):
+        record["ms_per_step"] = ms[key]
         record["images_per_s"] = record["batch"] / record["ms_per_step"] * 1000
         if not record["compiled"]:
             eager[(record["width"], record["batch"], record["precision"], record["layout"])] = record
