@@ -12,7 +12,7 @@ ROIs (consistency rule), the smallest ROI F1 and the ACS (32 faces x 4 noise dra
 chapter's); segmenter mean and smallest ROI F1; features attribute accuracy.
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
-    python data_scripts/learning_curves.py --family l2s --variant "balanced:steps=500,model.roi_balanced_l1=1"
+    python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
     python data_scripts/learning_curves.py --family mask_vae --variant "eq1:weights=eq1" --variant "isqrt:weights=inverse_sqrt"
     python data_scripts/learning_curves.py --family sae --plot-only
 

@@ -172,15 +172,21 @@ def global_style_edit(smn: SwappingAutoencoder, image: Tensor | None, mu: float,
 @torch.no_grad()
 def roi_masks(smpn: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Tensor, rule: str = "consistency",
               **segment_kwargs: float) -> Tensor:
-    """Algorithm 1, lines 7-9: ROI masks bool [B, K, H, W] from the SMPN's K slice decodes, by `rule` (MASK_RULES).
+    """Algorithm 1, lines 7-9: ROI masks bool [B, K, H, W] from the SMPN's K slice decodes, by `rule` (MASK_RULES)."""
+    if rule not in MASK_RULES:
+        raise ValueError(f"rule={rule!r}: allowed {MASK_RULES}")
+    _check_eval(smpn, "smpn")
+    return masks_from_decodes(l2s.roi_images(smpn, image, l2s_cfg), image, rule, **segment_kwargs)
+
+
+def masks_from_decodes(decoded: Tensor, image: Tensor, rule: str = "consistency", **segment_kwargs: float) -> Tensor:
+    """ROI masks bool [B, K, H, W] from the K slice decodes [B, K, 3, H, W] of `image` (one decode serves every rule).
 
     "positive" is the paper's Decoder_SMPN(Sroi_s, S_t) > 0 in any RGB channel (ROIs may overlap); the other rules
     are `l2s.segment`'s (one ROI per pixel; `segment_kwargs` are its tolerance and margin).
     """
     if rule not in MASK_RULES:
         raise ValueError(f"rule={rule!r}: allowed {MASK_RULES}")
-    _check_eval(smpn, "smpn")
-    decoded = l2s.roi_images(smpn, image, l2s_cfg)  # [B, K, 3, H, W]
     if rule == "positive":
         return (decoded > 0).any(dim=2)
     labels = l2s.segment(decoded, image, rule=rule, **segment_kwargs)
@@ -350,6 +356,6 @@ def invert_latent(model: SwappingAutoencoder, image: Tensor, target_error: float
 
 __all__ = [
     "MASK_RULES", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
-    "global_style_edit", "roi_masks", "localized_style_edit", "style_swap", "structure_edit", "change_inside_share",
-    "l1_per_image", "Inversion", "mean_codes", "invert_latent",
+    "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit", "style_swap", "structure_edit",
+    "change_inside_share", "l1_per_image", "Inversion", "mean_codes", "invert_latent",
 ]

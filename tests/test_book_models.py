@@ -109,8 +109,8 @@ def test_feature_network_checks_its_data(split, tmp_path):
 def test_l2s_book_config_follows_the_rows(tmp_path):
     run = smoke_run(tmp_path)
     cfg = l2s.book_config(run)
-    assert cfg.roi_balanced_l1 == run.profile.family("l2s").model.get("roi_balanced_l1", False)
+    assert cfg.l1_weights == run.profile.family("l2s").model.get("l1_weights", "paper")
     assert cfg.sae == sae.book_config(run.profile.family("sae"))
     paper = config.RunConfig(profile=config.PROFILES["paper"], dataset="synthfaces", data_root=None, seed=0,
                              device=torch.device("cpu"), retrain=False, out_dir=tmp_path, steps=None)
-    assert not l2s.book_config(paper).roi_balanced_l1 and l2s.book_config(paper).sae.lambda_l1 == 1.0  # the paper's
+    assert l2s.book_config(paper).l1_weights == "paper" and l2s.book_config(paper).sae.lambda_l1 == 1.0  # the paper's

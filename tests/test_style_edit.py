@@ -164,6 +164,14 @@ def test_positive_rule_is_literal_and_overlapping(smn):
     assert se.roi_masks(smn, CFG, x, "positive").sum(1).max() > 1
 
 
+@pytest.mark.parametrize("rule", se.MASK_RULES)
+def test_masks_from_decodes_match_roi_masks(smn, rule):
+    x = images(2)
+    with torch.no_grad():
+        decoded = l2s.roi_images(smn, x, CFG)
+    assert torch.equal(se.masks_from_decodes(decoded, x, rule), se.roi_masks(smn, CFG, x, rule))
+
+
 def test_localized_edit_is_the_blurred_original_outside_and_the_blurred_edit_inside(smn):
     x = images(2)
     out = se.localized_style_edit(smn, BandSMPN(), CFG, x, "nose", mu=0.5, n_draws=3, seed=0, rule="paper")

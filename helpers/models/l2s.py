@@ -21,12 +21,16 @@ Choices made here, on purpose:
   treats each decoder "as a separate SAE" without saying whether the discriminators are separate; sharing them keeps
   the model the size of one SAE and starts them from the trained SAE's discriminators.
 - No loss on the full image (the released code has none); the full-code decode therefore drifts from the input.
-- ROI-balanced L1 (`roi_balanced_l1`, the book's deviation below the `paper` profile). Eq. 1's L1 is a mean over the
-  whole image, and the nose, eyes and lips each cover about 1.5 % of a face: a decode that stays black costs about
-  1.5 % of the L1 of a decode that is wrong everywhere, and in a short run those slices learn exactly that (black
-  decodes have no activeness and segment nothing). With `roi_balanced_l1` each ROI image's L1 gives its ROI pixels
-  and its other pixels one half of the weight each (`roi_balanced_weights`), so missing the ROI costs as much as
-  painting the background. The GAN terms are unchanged. Measured with and without in book/training.md.
+- Balanced L1 (`l1_weights`, the book's deviation below the `paper` profile; `l1_pixel_weights`). Eq. 1's L1 is a
+  mean over the whole image ("paper"), and the nose, eyes and lips each cover about 1.5 % of a face: a decode that
+  stays black costs about 1.5 % of the L1 of a decode that is wrong everywhere, and in a short run those slices learn
+  exactly that (black decodes have no activeness and segment nothing). "roi_balanced" gives each ROI image's ROI
+  pixels and its other pixels one half of the weight each, so missing the ROI costs as much as painting the
+  background. That removes the black decodes but leaves the mirror-image shortcut: the skin decode paints skin over
+  the nose, eyes and lips (4 % of the image), so perturbing the skin slice changes those parts more than their
+  own slices do. "region_balanced" splits the other half equally among the other labelled regions of the image
+  (background, hair, skin, nose, eyes, lips and mouth), so painting over a hole costs as much as missing any
+  region. The GAN terms are unchanged. Measured against each other in book/training.md.
 - All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items; in training the
   reconstructions and the swaps of all ROIs are one generator call of 2 K B items (`sae.decode_pair`), and the ROI
   targets take the memory format of the input images (channels_last in the book's loop).
@@ -65,6 +69,7 @@ PAPER_ROIS: tuple[str, ...] = ROI_NAMES  # hair, skin, nose, eyes, lips_mouth
 HELEN_SLICES: tuple[tuple[int, int], ...] = ((0, 4), (4, 8))
 HELEN_ROIS: tuple[str, ...] = ("hair", "skin")
 SEGMENT_RULES = ("paper", "consistency", "argmax")
+L1_WEIGHTS = ("paper", "roi_balanced", "region_balanced")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class L2SConfig:
     lambda_gan_rec: float = 0.5
     lambda_gan_swap: float = 0.5
     lambda_cooccur: float = 0.5
-    roi_balanced_l1: bool = False  # Eq. 1's L1 with ROI and non-ROI pixels weighted one half each (see the doc)
+    l1_weights: str = "paper"  # pixel weights of Eq. 1's L1: one of L1_WEIGHTS (see the module doc)
 
     def __post_init__(self) -> None:
         errors = []
@@ -95,6 +100,8 @@ class L2SConfig:
             elif used & set(range(start, stop)):
                 errors.append(f"slices: ({start}, {stop}) overlaps another slice")
             used |= set(range(start, stop))
+        if self.l1_weights not in L1_WEIGHTS:
+            errors.append(f"l1_weights={self.l1_weights!r}: allowed {L1_WEIGHTS}")
         for name in ("lambda_l1", "lambda_gan_rec", "lambda_gan_swap", "lambda_cooccur"):
             if getattr(self, name) < 0:
                 errors.append(f"{name}={getattr(self, name)}: must be >= 0")
@@ -195,16 +202,35 @@ def segment_images(model: sae_lib.SwappingAutoencoder, image: Tensor, cfg: L2SCo
 # Training
 
 
-def roi_balanced_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor:
-    """Per-pixel L1 weights, ROI-major [K * B, 1, H, W]: for ROI i of image b, its pixels share one half of the
-    weight and the other pixels the other half (0.5 / area and 0.5 / (1 - area)); mean 1 per item. An image without
-    that ROI weighs every pixel 1 (the plain mean)."""
+def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
+    """Per-pixel weights of Eq. 1's L1, ROI-major [K * B, 1, H, W], mean 1 per item (None for the paper's plain mean).
+
+    From the ROI ids [B, H, W] (0 background, 1..5 = ROI_NAMES) of the batch. For ROI i of image b its pixels share
+    one half of the weight. "roi_balanced": the other pixels share the other half. "region_balanced": the other half is
+    split equally among the other regions present in image b (each ROI id and the background is a region). An image
+    without ROI i spreads the whole weight the same way over its pixels ("roi_balanced": every pixel 1;
+    "region_balanced": every region present an equal share).
+    """
+    if cfg.l1_weights == "paper":
+        return None
+    b, h, w = roi_labels.shape
     ids = torch.tensor([ROI_NAMES.index(name) + 1 for name in cfg.roi_names], device=roi_labels.device)
     inside = (roi_labels[None] == ids.view(-1, 1, 1, 1)).float()  # [K, B, H, W]
-    area = inside.mean(dim=(2, 3), keepdim=True)
-    weights = torch.where(inside.bool(), 0.5 / area.clamp_min(1e-12), 0.5 / (1 - area).clamp_min(1e-12))
-    plain = (area == 0) | (area == 1)
-    weights = torch.where(plain, torch.ones_like(weights), weights)
+    if cfg.l1_weights == "roi_balanced":
+        regions = torch.stack([1 - inside, inside], 2)  # [K, B, 2, H, W]: the rest, the ROI
+    else:
+        onehot = nn.functional.one_hot(roi_labels, len(ROI_NAMES) + 1).permute(0, 3, 1, 2).float()  # [B, R, H, W]
+        rest = onehot[None] * (1 - inside[:, :, None])  # [K, B, R, H, W]: the other regions, ROI i removed
+        regions = torch.cat([rest, inside[:, :, None]], 2)
+    area = regions.mean(dim=(3, 4), keepdim=True)  # [K, B, n, 1, 1]
+    present = (area > 0).float()
+    roi_present = present[:, :, -1:]
+    rest_count = present[:, :, :-1].sum(2, keepdim=True)
+    share = torch.cat([torch.where(roi_present > 0, 0.5, 1.0) / rest_count.clamp_min(1) * present[:, :, :-1],
+                       torch.where(rest_count > 0, 0.5, 1.0) * roi_present], 2)  # each region's share of the weight
+    if cfg.l1_weights == "roi_balanced":  # no ROI: the plain mean, as an image without a ROI has nothing to balance
+        share = torch.where(roi_present > 0, share, present * area)
+    weights = (regions * share / area.clamp_min(1e-12)).sum(2)  # [K, B, H, W]
     return weights.flatten(0, 1)[:, None]
 
 
@@ -242,7 +268,7 @@ def losses(cfg: L2SConfig):
 
     def g_loss(nets, batch, step):
         targets, codes, textures = targets_and_codes(nets, batch)
-        weights = roi_balanced_weights(batch["roi_labels"], cfg) if cfg.roi_balanced_l1 else None
+        weights = l1_pixel_weights(batch["roi_labels"], cfg)
         # every term is a mean over the K * B items: the mean over ROIs of l_i, i.e. Eq. 2 with weights 1/K
         _, l1, gan_rec, gan_swap, cooccur = sae_lib.generator_terms(scfg, nets, targets, targets, codes, textures,
                                                                     pixel_weights=weights)
@@ -315,7 +341,7 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, sae: Trained,
 
 __all__ = [
     "PAPER_SLICES", "PAPER_ROIS", "HELEN_SLICES", "HELEN_ROIS", "SEGMENT_RULES", "L2SConfig", "paper_config",
-    "roi_balanced_weights",
+    "L1_WEIGHTS", "l1_pixel_weights",
     "scaled_config", "slice_masks", "masked_structures", "roi_major", "decode_rois", "roi_images", "segment",
     "segment_images", "losses", "build", "training_spec", "roi_targets", "book_config", "EVALUATED_NETS",
     "book_spec",

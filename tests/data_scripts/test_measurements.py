@@ -9,10 +9,10 @@ from tests.data_scripts.layouts import load_script
 def test_parse_variant_splits_row_model_and_options():
     curves = load_script("learning_curves")
     name, row, model, options = curves.parse_variant("w8:width=8,batch=16,lr=2e-3,decay=cosine,ema=2000,"
-                                                     "model.roi_balanced_l1=True,weights=inverse_sqrt")
+                                                     "model.l1_weights=roi_balanced,weights=inverse_sqrt")
     assert name == "w8"
     assert row == {"width": 8, "batch_size": 16, "lr": 2e-3, "decay": "cosine", "ema": 2000}
-    assert model == {"roi_balanced_l1": True} and options == {"weights": "inverse_sqrt"}
+    assert model == {"l1_weights": "roi_balanced"} and options == {"weights": "inverse_sqrt"}
 
 
 @pytest.mark.parametrize("family", ["mask_vae", "sae"])

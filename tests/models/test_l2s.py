@@ -127,12 +127,16 @@ def test_roi_targets_keep_the_configs_rois_in_slice_order():
     assert l2s.roi_targets(roi_labels, tiny("helen")).tolist() == [[0, 1, 2, 0, 0, 0]]
 
 
+def test_paper_l1_has_no_pixel_weights():
+    assert l2s.l1_pixel_weights(torch.zeros(2, 4, 4, dtype=torch.long), tiny("synthfaces")) is None
+
+
 def test_roi_balanced_weights_split_each_image_half_and_half():
-    cfg = dataclasses.replace(tiny("synthfaces"), roi_balanced_l1=True)
+    cfg = dataclasses.replace(tiny("synthfaces"), l1_weights="roi_balanced")
     roi_labels = torch.zeros(2, 4, 4, dtype=torch.long)
     roi_labels[0, :1, :1] = 3  # nose: 1 of 16 pixels in image 0; absent from image 1
     roi_labels[:, 2:, :] = 2  # skin: half of both images
-    weights = l2s.roi_balanced_weights(roi_labels, cfg)  # [K * B, 1, H, W], ROI-major
+    weights = l2s.l1_pixel_weights(roi_labels, cfg)  # [K * B, 1, H, W], ROI-major
     assert weights.shape == (5 * 2, 1, 4, 4)
     nose0 = weights[2 * 2 + 0, 0]
     assert nose0[0, 0] == pytest.approx(0.5 * 16) and nose0[1, 1] == pytest.approx(0.5 * 16 / 15)
@@ -142,3 +146,21 @@ def test_roi_balanced_weights_split_each_image_half_and_half():
     # the ROI's pixels carry half of the loss however small the ROI is
     inside = roi_labels[0] == 3
     assert (nose0 * inside).sum() / nose0.sum() == pytest.approx(0.5)
+
+
+def test_region_balanced_weights_give_every_other_region_an_equal_share():
+    cfg = dataclasses.replace(tiny("synthfaces"), l1_weights="region_balanced")
+    roi_labels = torch.zeros(2, 4, 4, dtype=torch.long)  # background everywhere else
+    roi_labels[:, 2:, :] = 2  # skin: 8 of 16 pixels
+    roi_labels[0, 0, 0] = 4  # eyes: 1 pixel of image 0 (a hole in the skin's complement); absent from image 1
+    roi_labels[:, 0, 3] = 3  # nose: 1 pixel of both images
+    weights = l2s.l1_pixel_weights(roi_labels, cfg)
+    assert torch.allclose(weights.mean(dim=(1, 2, 3)), torch.ones(10))  # mean 1 per item
+    skin0 = weights[1 * 2 + 0, 0]  # skin target of image 0: skin 1/2; background, nose, eyes 1/6 each
+    assert (skin0 * (roi_labels[0] == 2)).sum() / 16 == pytest.approx(0.5)
+    for region in (0, 3, 4):
+        assert (skin0 * (roi_labels[0] == region)).sum() / 16 == pytest.approx(0.5 / 3)
+    assert skin0[0, 0] == pytest.approx(16 / 6)  # the one eye pixel weighs as much as all six background pixels
+    eyes1 = weights[3 * 2 + 1, 0]  # eyes absent from image 1: background, skin, nose a third each
+    for region in (0, 2, 3):
+        assert (eyes1 * (roi_labels[1] == region)).sum() / 16 == pytest.approx(1 / 3)
