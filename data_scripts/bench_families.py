@@ -14,6 +14,7 @@ chosen from learning curves against wall-clock seconds (`data_scripts/learning_c
     python data_scripts/bench_families.py                               # every family, the default grid
     python data_scripts/bench_families.py --families sae --widths 4,8 --batches 8,16,32 --compile
     python data_scripts/bench_families.py --out runs/benchmarks/families.json
+    python data_scripts/bench_families.py --out book/figures/bench_families.json --table-only   # redraw the table
 """
 from __future__ import annotations
 
@@ -136,21 +137,29 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
     return records
 
 
-def markdown(records: list[dict], peaks: dict[str, float], profile) -> str:
-    """One Markdown table of every record; the profile's own setting of each family in bold."""
-    lines = [f"GEMM peak of this machine ({torch.get_num_threads()} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-             f"bf16 {peaks['bf16']:.0f} GFLOP/s.", "",
-             "| family | width | batch | precision | layout | compiled | ms/step | images/s | GFLOP/step | GFLOP/s "
-             "| % of peak |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
+def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int, failures: list[dict]) -> str:
+    """Markdown: each family at its profile row (eager, compiled), then the whole grid in a dropdown (FLOPs in the JSON)."""
+    header = ["| family | width | batch | setting | ms/step | img/s | GFLOP/s | % peak |", "|---|---|---|---|---|---|---|---|"]
+
+    def is_row(r: dict) -> bool:
         row = profile.family(r["family"])
         precision = row.precision if row.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
-        ours = (r["width"], r["batch"], r["precision"], r["layout"] == "cl", r["compiled"]) == \
-            (row.width, row.batch_size, precision, row.channels_last, False)
-        cells = [r["family"], r["width"], r["batch"], r["precision"], r["layout"], "yes" if r["compiled"] else "no",
-                 f"{r['ms_per_step']:.0f}", f"{r['images_per_s']:.1f}", f"{r['flops'] / 1e9:.2f}",
+        return (r["width"], r["batch"], r["precision"], r["layout"] == "cl") == \
+            (row.width, row.batch_size, precision, row.channels_last)
+
+    def line(r: dict, bold: bool) -> str:
+        setting = f"{r['precision']} {r['layout']}" + (" compiled" if r["compiled"] else "")
+        cells = [r["family"], r["width"], r["batch"], setting, f"{r['ms_per_step']:.0f}", f"{r['images_per_s']:.1f}",
                  f"{r['gflop_per_s']:.0f}", f"{100 * r['gflop_per_s'] / peaks[r['precision']]:.1f}"]
-        lines.append("| " + " | ".join(f"**{c}**" if ours else str(c) for c in cells) + " |")
+        return "| " + " | ".join(f"**{c}**" if bold else str(c) for c in cells) + " |"
+
+    rows = [r for r in records if is_row(r)]
+    lines = [f"GEMM peak of this machine ({threads} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+             f"bf16 {peaks['bf16']:.0f} GFLOP/s. Each family at its profile row, eager and compiled:", "", *header,
+             *(line(r, False) for r in rows), ""]
+    lines += [f"torch.compile failed for {f['family']} at its row: `{f['error']}`" for f in failures]
+    lines += ["", f"````{{dropdown}} The whole grid: {len(records)} settings (the rows in bold)", *header,
+              *(line(r, is_row(r) and not r["compiled"]) for r in records), "````"]
     return "\n".join(lines) + "\n"
 
 
@@ -166,8 +175,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--out", default="", help="also write every record to this JSON file")
+    parser.add_argument("--out", default="", help="also write every record to this JSON file (and a .md beside it)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the JSON at --out; no timing")
     args = parser.parse_args(argv)
+    if args.table_only:
+        if not args.out:
+            parser.error("--table-only needs --out (the JSON file of an earlier run)")
+        saved = json.loads(Path(args.out).read_text())
+        Path(args.out).with_suffix(".md").write_text(markdown(saved["records"], saved["gemm_peak_gflops"],
+                                                              PROFILES[saved["profile"]], saved["threads"],
+                                                              saved["compile_failures"]))
+        print("table:", Path(args.out).with_suffix(".md"))
+        return 0
     families = args.families.split(",")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
@@ -212,8 +231,7 @@ def main(argv=None) -> int:
         out.write_text(json.dumps({"profile": args.profile, "threads": torch.get_num_threads(),
                                    "gemm_peak_gflops": peaks, "records": everything,
                                    "compile_failures": failures}, indent=1) + "\n")
-        out.with_suffix(".md").write_text(markdown(everything, peaks, profile) + "".join(
-            f"\ntorch.compile failed for {f['family']} at its row: `{f['error']}`\n" for f in failures))
+        out.with_suffix(".md").write_text(markdown(everything, peaks, profile, torch.get_num_threads(), failures))
         print(f"\nwritten to {out} and {out.with_suffix('.md')}")
     return 0
 
