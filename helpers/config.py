@@ -110,7 +110,7 @@ PROFILES: dict[str, Profile] = {
             sae=Family(64, 8, 450, 16, ema=2000.0, model={"lambda_l1": 3.0}),
             l2s=Family(64, 8, 600, 4, ema=2000.0, model={"l1_weights": "region_balanced"}),
             segmenter=Family(64, 8, 600, 4, precision="fp32", channels_last=False),
-            features=Family(64, 16, 400, 64, precision="fp32"), stylegan=(64, 32, 3000, 16),
+            features=Family(64, 16, 400, 64, precision="fp32", channels_last=False), stylegan=(64, 32, 3000, 16),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
     ),
