@@ -33,7 +33,7 @@ from helpers.timing import interleaved_ms
 from helpers.models import l2s, mask_vae, sae, segmenter, sis
 from helpers.models import features as ft
 from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
-                           to_device)
+                           resolve_precision, to_device)
 
 FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
 
@@ -97,7 +97,7 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
                     spec.channels_last = layout == "cl"
                     variants[(width, batch, precision, layout, False)] = spec
     if compile_row:  # one compilation per family (minutes on 2 cores): at the row's own precision and layout
-        precision = base.precision if base.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+        precision = resolve_precision(base.precision, torch.device("cpu"))
         layout = "cl" if base.channels_last else "nchw"
         spec = compiled(spec_for(family, base, split))
         spec.channels_last = base.channels_last
@@ -143,7 +143,7 @@ def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int
 
     def is_row(r: dict) -> bool:
         row = profile.family(r["family"])
-        precision = row.precision if row.precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+        precision = resolve_precision(row.precision, torch.device("cpu"))
         return (r["width"], r["batch"], r["precision"], r["layout"] == "cl") == \
             (row.width, row.batch_size, precision, row.channels_last)
 

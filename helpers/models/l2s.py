@@ -213,7 +213,6 @@ def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
     """
     if cfg.l1_weights == "paper":
         return None
-    b, h, w = roi_labels.shape
     ids = torch.tensor([ROI_NAMES.index(name) + 1 for name in cfg.roi_names], device=roi_labels.device)
     inside = (roi_labels[None] == ids.view(-1, 1, 1, 1)).float()  # [K, B, H, W]
     if cfg.l1_weights == "roi_balanced":
@@ -228,8 +227,6 @@ def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
     rest_count = present[:, :, :-1].sum(2, keepdim=True)
     share = torch.cat([torch.where(roi_present > 0, 0.5, 1.0) / rest_count.clamp_min(1) * present[:, :, :-1],
                        torch.where(rest_count > 0, 0.5, 1.0) * roi_present], 2)  # each region's share of the weight
-    if cfg.l1_weights == "roi_balanced":  # no ROI: the plain mean, as an image without a ROI has nothing to balance
-        share = torch.where(roi_present > 0, share, present * area)
     weights = (regions * share / area.clamp_min(1e-12)).sum(2)  # [K, B, H, W]
     return weights.flatten(0, 1)[:, None]
 
