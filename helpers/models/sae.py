@@ -40,11 +40,14 @@ Choices made here, on purpose:
 - Losses: L1 (1.0), GAN on reconstructions (1.0), GAN on swaps (1.0), co-occurrence (1.0); the discriminator sees
   reals against reconstructions and swaps weighted 0.5 each. R1 gamma 10 (image D) and 1 (patch D, on the real
   target crops), lazily every 16 steps with the penalty multiplied by 16; Adam lr 2e-3, betas (0, 0.99), with the
-  discriminators' Adam corrected for the lazy R1 as in StyleGAN2 (lr * 16/17, betas ** 16/17).
+  discriminators' Adam corrected for the lazy R1 as in StyleGAN2 (`gan.lazy_adam`: lr * 16/17, betas ** 16/17).
 - Swap pairs are neighbours in the batch (2i <-> 2i+1): the batch size must be even.
 
+The layers and the GAN losses are StyleGAN2's, shared with the book's StyleGAN2: `helpers.models.layers` (with the
+plain reference form of every folded block) and `helpers.models.gan`.
+
 How it is computed (each restructuring equals the straightforward computation up to float rounding; tests/models/
-test_sae.py checks every one against the plain version):
+test_layers.py and test_sae.py check every one against the plain version):
 
 - A training step is FLOP-bound in the 3x3 convs, spread evenly over the resolutions (every x2 step halves the width
   and quadruples the area), with the discriminators about half of all FLOPs; at 64 px, w = 4 the SAE step is about
@@ -77,8 +80,8 @@ from torch import Tensor, nn
 
 from ..data.memory import InMemory
 from ..train import Phase, TrainSpec
-
-SQRT2 = math.sqrt(2.0)
+from .gan import lazy_adam, non_saturating, r1_penalty
+from .layers import EqualConv2d, EqualLinear, ModulatedConv2d, ResDownBlock, StyledResBlock, from_rgb_lrelu, lrelu
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -169,188 +172,13 @@ def scaled_config(resolution: int, width: int, structure_size: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Layers
-
-
-class EqualConv2d(nn.Module):
-    """Conv with equalised learning rate: weight ~ N(0, 1), scaled by 1/sqrt(fan_in) at run time."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, bias: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
-        self.scale = 1 / math.sqrt(cin * kernel * kernel)
-        self.stride, self.padding = stride, kernel // 2
-
-    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        """conv(x) * gain, the gain folded into the weight and bias (the graph's full-size multiply is saved)."""
-        bias = None if self.bias is None else (self.bias if gain == 1.0 else self.bias * gain)
-        return F.conv2d(x, self.weight * (self.scale * gain), bias, self.stride, self.padding)
-
-
-def from_rgb_lrelu(conv: EqualConv2d, image: Tensor) -> Tensor:
-    """lrelu(conv(image * 2 - 1)) for a 1x1 from-RGB conv, as ONE conv + leaky ReLU (exact up to float rounding).
-
-    The input map 2x - 1 and the activation gain sqrt(2) are folded into the 1x1 weight and bias:
-    sqrt(2) (W (2x - 1) + b) = (2 sqrt(2) W) x + sqrt(2) (b - sum_i W_i); leaky ReLU is positively homogeneous.
-    """
-    w = conv.weight * (conv.scale * SQRT2)
-    b = conv.bias * SQRT2 - w.sum(dim=(1, 2, 3))
-    return F.leaky_relu(F.conv2d(image, w * 2, b, conv.stride, conv.padding), 0.2)
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with equalised learning rate; `bias_init` sets the initial bias (1 for style affines)."""
-
-    def __init__(self, cin: int, cout: int, bias_init: float = 0.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin))
-        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
-        self.scale = 1 / math.sqrt(cin)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias)
-
-
-def lrelu(x: Tensor) -> Tensor:
-    """StyleGAN2's activation: leaky ReLU (0.2) with gain sqrt(2)."""
-    return F.leaky_relu(x, 0.2) * SQRT2
+# Codes
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
     """Divide by the L2 norm over dim 1 (channels): per position for a map, per vector for a code (float32)."""
     x = x.float()
     return x * torch.rsqrt(x.pow(2).sum(1, keepdim=True) + eps)
-
-
-class ModulatedConv2d(nn.Module):
-    """StyleGAN2 modulated conv: w'_{oik} = s_i w_{oik}, demodulated w''_{oik} = w'_{oik} / sqrt(sum_ik w'^2 + eps)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, style_dim: int, demodulate: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
-        self.scale = 1 / math.sqrt(cin * kernel * kernel)
-        self.affine = EqualLinear(style_dim, cin, bias_init=1.0)
-        self.demodulate = demodulate
-        self.padding = kernel // 2
-
-    def sample_weights(self, style: Tensor) -> Tensor:
-        """The per-sample (modulated, demodulated) weights [B, cout, cin, k, k] that `forward` applies."""
-        s = self.affine(style.float())
-        w = self.weight[None] * self.scale * s[:, None, :, None, None]
-        if self.demodulate:
-            w = w * torch.rsqrt(w.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        return w
-
-    def forward(self, x: Tensor, style: Tensor, gain: float = 1.0, bias: Tensor | None = None) -> Tensor:
-        """gain * modulated_conv(x) (+ bias): the gain and the bias ride on the demodulation multiply (one op)."""
-        s = self.affine(style)  # [B, cin]
-        weight = self.weight * self.scale
-        out = F.conv2d(x * s[:, :, None, None].to(x.dtype), weight.to(x.dtype), padding=self.padding)
-        if self.demodulate:  # 1 / ||s_i w_oik|| over (i, k) = rsqrt(s^2 @ sum_k w^2), per sample and output channel
-            d = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum(dim=(2, 3)).t() + 1e-8)
-            d = (d * gain if gain != 1.0 else d)[:, :, None, None].to(out.dtype)
-            if bias is None:
-                return out * d
-            return torch.addcmul(bias[None, :, None, None].to(out.dtype), out, d)
-        if gain != 1.0:
-            out = out * gain
-        return out if bias is None else out + bias[None, :, None, None].to(out.dtype)
-
-
-class NoiseInjection(nn.Module):
-    """x + strength * N(0, 1) per pixel (strength learned, initially 0); only in training mode."""
-
-    def __init__(self):
-        super().__init__()
-        self.strength = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        """x + gain * strength * noise (x already carries the gain)."""
-        if not self.training:
-            return x
-        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
-        return x + (self.strength * gain).to(x.dtype) * noise
-
-
-class StyledConv(nn.Module):
-    """Modulated 3x3 conv -> noise -> bias -> lrelu * sqrt(2).
-
-    `forward(x, style, gain)` returns gain / sqrt(2) times that, computed as leaky_relu(gain * (conv + noise + bias)):
-    the gain rides on the demodulation coefficients, the noise strength and the bias (leaky ReLU is positively
-    homogeneous), so lrelu's sqrt(2) and a following residual 1/sqrt(2) cost no full-size multiply.
-    """
-
-    def __init__(self, cin: int, cout: int, style_dim: int):
-        super().__init__()
-        self.conv = ModulatedConv2d(cin, cout, 3, style_dim)
-        self.noise = NoiseInjection()
-        self.bias = nn.Parameter(torch.zeros(cout))
-
-    def forward(self, x: Tensor, style: Tensor, gain: float = SQRT2) -> Tensor:
-        out = self.noise(self.conv(x, style, gain=gain, bias=self.bias * gain), gain)
-        return F.leaky_relu(out, 0.2)
-
-
-class StyledResBlock(nn.Module):
-    """(bilinear x2) -> two styled convs, plus a 1x1 skip, summed and scaled by 1/sqrt(2)."""
-
-    def __init__(self, cin: int, cout: int, style_dim: int, upsample: bool):
-        super().__init__()
-        self.upsample = upsample
-        self.conv1 = StyledConv(cin, cout, style_dim)
-        self.conv2 = StyledConv(cout, cout, style_dim)
-        self.skip = EqualConv2d(cin, cout, 1, bias=False)
-
-    def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        # (skip(x) + lrelu(c2)) / sqrt(2) = skip(x) / sqrt(2) + leaky_relu(c2): gains folded, see StyledConv
-        return self.skip(x, gain=1 / SQRT2) + self.conv2(self.conv1(x, style), style, gain=1.0)
-
-
-def avg_pool2x2(x: Tensor) -> Tensor:
-    """2x2 average pooling, equal to F.avg_pool2d(x, 2) up to float rounding, by the fastest CPU route per layout.
-
-    Measured forward + backward on one CPU core (torch 2.15, fp32 and bf16): channels_last -> avg_pool2d;
-    NCHW fp32 -> a depthwise 2x2 stride-2 conv with weights 1/4; NCHW bf16 -> sums of the four strided views (oneDNN's
-    bf16 depthwise backward and avg_pool2d's NCHW kernels are several times slower there).
-    """
-    if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
-        return F.avg_pool2d(x, 2)
-    if x.dtype == torch.float32:
-        kernel = torch.full((x.shape[1], 1, 2, 2), 0.25, device=x.device, dtype=x.dtype)
-        return F.conv2d(x, kernel, stride=2, groups=x.shape[1])
-    x = x.unflatten(3, (-1, 2))
-    x = x[..., 0] + x[..., 1]
-    x = x.unflatten(2, (-1, 2))
-    return (x[:, :, :, 0] + x[:, :, :, 1]) * 0.25
-
-
-class ResDownBlock(nn.Module):
-    """conv3x3 + lrelu, conv3x3 + lrelu, (2x2 average pool), plus a 1x1 skip; sum scaled by 1/sqrt(2).
-
-    With downsampling, the skip path avgpool(conv1x1(x)) is computed as ONE 2x2 stride-2 conv whose four taps are the
-    1x1 weight / 4 (both maps are linear and commute, so this is exact up to float rounding; `test_sae` checks it),
-    a quarter of the skip's cost and one op fewer.
-    """
-
-    def __init__(self, cin: int, cout: int, downsample: bool = True):
-        super().__init__()
-        self.conv1 = EqualConv2d(cin, cin, 3)
-        self.conv2 = EqualConv2d(cin, cout, 3)
-        self.skip = EqualConv2d(cin, cout, 1, bias=False)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        # lrelu(c) = leaky_relu(sqrt(2) c),
-        # (pool(lrelu(c2)) + skip) / sqrt(2) = pool(leaky_relu(c2)) + skip / sqrt(2);
-        # the sqrt(2) gains and the residual scale are folded into conv weights (exact up to float rounding)
-        h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x, gain=SQRT2), 0.2)), 0.2)
-        if not self.downsample:
-            return h + self.skip(x, gain=1 / SQRT2)
-        skip_weight = (self.skip.weight * (self.skip.scale / (4 * SQRT2))).expand(-1, -1, 2, 2)
-        return avg_pool2x2(h) + F.conv2d(x, skip_weight, stride=2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -532,17 +360,6 @@ def build(cfg: SAEConfig) -> dict[str, nn.Module]:
 # Losses
 
 
-def non_saturating(logits: Tensor, real: bool) -> Tensor:
-    """Non-saturating GAN loss: softplus(-D) for reals (and for G's fakes), softplus(D) for fakes (D's view)."""
-    return F.softplus(-logits.float() if real else logits.float()).mean()
-
-
-def r1_penalty(logits: Tensor, inputs: Tensor) -> Tensor:
-    """R1: E ||grad_x D(x)||^2 over the real inputs (sum over pixels, mean over items)."""
-    (grad,) = torch.autograd.grad(logits.float().sum(), inputs, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
-
-
 def crops_of(cfg: SAEConfig, image: Tensor) -> Tensor:
     """The patch discriminator's crops of `image`: patch_crops per image at patch_size pixels."""
     return random_crops(image, cfg.patch_crops, cfg.patch_size, cfg.patch_min, cfg.patch_max)
@@ -607,17 +424,11 @@ def r1_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor) -> t
 # Training
 
 
-def discriminator_optimizer(params, cfg: SAEConfig) -> torch.optim.Adam:
-    """Adam for a discriminator regularised by lazy R1 every r1_every steps (StyleGAN2's corrected lr and betas)."""
-    c = cfg.r1_every / (cfg.r1_every + 1)
-    return torch.optim.Adam(params, lr=cfg.lr * c, betas=(cfg.beta1 ** c, cfg.beta2 ** c))
-
-
 def optimizers(nets: Mapping[str, nn.Module], cfg: SAEConfig) -> dict[str, torch.optim.Optimizer]:
     """'g' (encoder + generator) and 'd' (both discriminators): Adam lr 2e-3, betas (0, 0.99)."""
     d_params = [*nets["disc"].parameters(), *nets["patch_disc"].parameters()]
     return {"g": torch.optim.Adam(nets["sae"].parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)),
-            "d": discriminator_optimizer(d_params, cfg)}
+            "d": lazy_adam(d_params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.r1_every)}
 
 
 def losses(cfg: SAEConfig):
@@ -681,10 +492,8 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SAEConfi
 
 
 __all__ = [
-    "SAEConfig", "paper_config", "scaled_config", "EqualConv2d", "from_rgb_lrelu", "EqualLinear", "ModulatedConv2d",
-    "NoiseInjection", "StyledConv", "StyledResBlock", "ResDownBlock", "Encoder", "Generator", "SwappingAutoencoder",
-    "Discriminator", "PatchDiscriminator", "swap_index", "random_crops", "decode_pair", "build", "avg_pool2x2",
-    "l2_normalize", "lrelu", "non_saturating", "r1_penalty", "crops_of", "generator_terms", "discriminator_terms",
-    "r1_terms", "discriminator_optimizer", "optimizers", "losses", "training_spec", "EVALUATED_NETS", "book_config",
-    "book_spec",
+    "SAEConfig", "paper_config", "scaled_config", "Encoder", "Generator", "SwappingAutoencoder", "Discriminator",
+    "PatchDiscriminator", "swap_index", "random_crops", "decode_pair", "build", "l2_normalize", "crops_of",
+    "generator_terms", "discriminator_terms", "r1_terms", "optimizers", "losses", "training_spec", "EVALUATED_NETS",
+    "book_config", "book_spec",
 ]

@@ -39,13 +39,14 @@ from torch import Tensor, nn
 from ..data.memory import InMemory
 from ..data.transforms import one_hot
 from ..train import Phase, TrainSpec
+from .gan import lazy_adam, non_saturating, r1_penalty
 
 
 @dataclass(frozen=True)
 class SISConfig:
     """Every setting of the SIS model and its training (JSON-able: `asdict`).
 
-    use_gan: add a conditional patch discriminator (non-saturating loss, lazy R1 every 16 steps) to the L1
+    use_gan: add a conditional patch discriminator (non-saturating loss, lazy R1 every r1_every steps) to the L1
     reconstruction loss. The default is False: in the cpu budget the adversarial term adds a discriminator forward
     and backward per step (plus R1) on an already slow shared CPU, and a few hundred GAN steps do not sharpen
     textures reliably; L1 alone gives stable, correctly coloured but blurry reconstructions (300 steps at 64 px:
@@ -61,11 +62,14 @@ class SISConfig:
     lambda_l1: float = 1.0
     lambda_gan: float = 0.05
     r1_gamma: float = 1.0
+    r1_every: int = 16
     lr: float = 2e-3
 
     def __post_init__(self):
         if self.n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {self.n_blocks}")
+        if self.r1_every < 1:
+            raise ValueError(f"r1_every must be >= 1, got {self.r1_every}")
         if self.resolution % 2 ** (self.n_blocks - 1):
             raise ValueError(f"resolution {self.resolution} must be divisible by 2**(n_blocks-1)")
 
@@ -315,8 +319,7 @@ def _losses(cfg: SISConfig):
         l1 = (fake - image.float()).abs().mean()
         loss, logs = cfg.lambda_l1 * l1, {"l1": l1.detach()}
         if cfg.use_gan:
-            logit = nets["disc"](fake, nets["sis"].masks(labels))
-            adv = F.softplus(-logit.float()).mean()
+            adv = non_saturating(nets["disc"](fake, nets["sis"].masks(labels)), real=True)
             loss = loss + cfg.lambda_gan * adv
             logs["g_adv"] = adv.detach()
         return loss, logs
@@ -328,23 +331,20 @@ def _losses(cfg: SISConfig):
             fake = nets["sis"](image, labels)
         real_logit = nets["disc"](image, masks).float()
         fake_logit = nets["disc"](fake, masks).float()
-        loss = F.softplus(fake_logit).mean() + F.softplus(-real_logit).mean()
+        loss = non_saturating(fake_logit, real=False) + non_saturating(real_logit, real=True)
         return loss, {"d": loss.detach(), "d_real": real_logit.mean().detach(), "d_fake": fake_logit.mean().detach()}
 
-    def r1_loss(nets, batch, step, every: int = 16):
+    def r1_loss(nets, batch, step):
         image = batch["image"].detach().float().requires_grad_(True)
-        masks = nets["sis"].masks(batch["labels"])
-        logit = nets["disc"](image, masks).float()
-        (grad,) = torch.autograd.grad(logit.sum(), image, create_graph=True)
-        penalty = grad.float().pow(2).sum(dim=(1, 2, 3)).mean()
-        return cfg.r1_gamma / 2 * penalty * every, {"r1": penalty.detach()}
+        penalty = r1_penalty(nets["disc"](image, nets["sis"].masks(batch["labels"])), image)
+        return cfg.r1_gamma / 2 * penalty * cfg.r1_every, {"r1": penalty.detach()}
 
     return g_loss, d_loss, r1_loss
 
 
 def training_spec(cfg: SISConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
     """The TrainSpec "sis": L1 reconstruction of each image from its mask and its own styles, plus (use_gan) a
-    conditional patch discriminator with non-saturating loss and lazy R1 (every 16 steps), D then G each step.
+    conditional patch discriminator with non-saturating loss and lazy R1 (every r1_every steps), D then G each step.
 
     `data` yields dicts with "image" [3,H,W] in [0,1] and "labels" [H,W] (SynthFaces or a real face dataset);
     Extra keyword arguments go to TrainSpec (data_id, precision, schedule, ema...).
@@ -354,15 +354,13 @@ def training_spec(cfg: SISConfig, data, steps: int, batch_size: int, seed: int, 
 
     def optimizers(nets):
         opts = {"g": torch.optim.Adam(nets["sis"].parameters(), lr=cfg.lr, betas=betas)}
-        if cfg.use_gan:
-            c = 16 / 17  # lazy R1: Adam hyper-parameters corrected as in StyleGAN2
-            opts["d"] = torch.optim.Adam(nets["disc"].parameters(), lr=cfg.lr * c,
-                                         betas=(betas[0] ** c, betas[1] ** c))
+        if cfg.use_gan:  # lazy R1: Adam's lr and betas corrected as in StyleGAN2
+            opts["d"] = lazy_adam(nets["disc"].parameters(), cfg.lr, betas, cfg.r1_every)
         return opts
 
     phases = [Phase("g", g_loss, "g")]
     if cfg.use_gan:
-        phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=16), Phase("g", g_loss, "g")]
+        phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=cfg.r1_every), Phase("g", g_loss, "g")]
     return TrainSpec(name="sis", config={"model": cfg.to_dict()}, build=lambda: build(cfg), optimizers=optimizers, phases=phases,
                      steps=steps, batch_size=batch_size, seed=seed, data=data, **loop)
 
