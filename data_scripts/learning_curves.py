@@ -9,11 +9,14 @@ book/training.md.
 
 Held-out quality per family: mask_vae test mIoU and the smallest class IoU; sis and sae test L1; l2s mean F1 over the
 ROIs (consistency rule), the smallest ROI F1 and the ACS (32 faces x 4 noise draws, a quicker estimate than the
-chapter's); segmenter mean and smallest ROI F1; features attribute accuracy.
+chapter's); segmenter mean and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between
+held-out real faces and samples of the averaged generator in the book's attribute-feature space (`helpers.models.
+features`, trained at the GAN's resolution and cached; NOT the FID), with the real-vs-real floor of that distance.
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
     python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
     python data_scripts/learning_curves.py --family mask_vae --variant "eq1:weights=eq1" --variant "isqrt:weights=inverse_sqrt"
+    python data_scripts/learning_curves.py --family stylegan --variant "w128:width=128,steps=600"
     python data_scripts/learning_curves.py --family sae --plot-only
 
 Run one at a time on an otherwise idle machine: the seconds are the measurement.
@@ -34,14 +37,14 @@ from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
 from helpers.models import features as ft
-from helpers.models import l2s, sae, segmenter, sis
+from helpers.models import l2s, sae, segmenter, sis, stylegan
 from helpers.models import mask_vae as mv
 from helpers.train import train
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
-          "features": "accuracy"}
+          "features": "accuracy", "stylegan": "fd_features"}
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -93,6 +96,7 @@ class Family:
         self.test = {k: v[:n_eval] for k, v in self.test.items()}
         self.num_classes = 11
         self.sae = None
+        self.feature_net = self.real_features = None
 
     def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
         row = run.profile.family(self.family)
@@ -109,6 +113,8 @@ class Family:
             return {"sae": self.sae, "config": replace_model(l2s.book_config(run), model)}
         if self.family == "sae":
             return {"config": replace_model(sae.book_config(row), model)}
+        if self.family == "stylegan":
+            return {"config": replace_model(stylegan.book_config(row), model)}
         module = {"segmenter": segmenter, "features": ft}[self.family]
         return {"config": replace_model(module.scaled_config(row.resolution, row.width), {**row.model, **model})}
 
@@ -135,7 +141,27 @@ class Family:
         if self.family == "features":
             logits = in_chunks(nets["features"], image, device=device)
             return {"accuracy": ((logits > 0).float() == self.test["attributes"].float()).float().mean().item()}
+        if self.family == "stylegan":
+            return {"fd_features": self.fd_features(nets["G"])}
         return self.evaluate_l2s(nets["sae"])
+
+    def with_feature_net(self, base: config.RunConfig) -> str:
+        """Train (or load) the feature network at the GAN's resolution; features of the held-out reals; the floor."""
+        res = self.run.profile.family(self.family).resolution
+        trained = book_models.train_model(run_for(base, "features", {"resolution": res}), "features", self.train)
+        self.feature_net = trained.nets["features"]
+        self.real_features = in_chunks(self.feature_net.features, self.test["image"], device=self.run.device)
+        floor = metrics.feature_frechet_distance(
+            self.real_features, in_chunks(self.feature_net.features, self.train["image"][:len(self.test["image"])],
+                                          device=self.run.device))
+        return f"{trained.summary}; real-vs-real floor of the feature-space Fréchet distance: {floor:.3f}"
+
+    def fd_features(self, G) -> float:
+        """Fréchet distance, in the feature network's space, of as many G samples (const noise) as held-out reals."""
+        z = torch.randn(len(self.test["image"]), G.cfg.z_dim, generator=torch.Generator().manual_seed(123))
+        fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=self.run.device)
+        return metrics.feature_frechet_distance(
+            self.real_features, in_chunks(self.feature_net.features, fakes, device=self.run.device))
 
     def evaluate_l2s(self, model) -> dict[str, float]:
         cfg = l2s.book_config(self.run)
@@ -200,6 +226,8 @@ def main(argv=None) -> int:
     parser.add_argument("--family", required=True, choices=FAMILIES)
     parser.add_argument("--variant", action="append", default=[], help="'name:key=value,...' (see the doc)")
     parser.add_argument("--profile", default="cpu", choices=list(config.PROFILES))
+    parser.add_argument("--base", default="", help="'key=value,...' changes to the family's profile row before the data "
+                                                   "are rendered (e.g. resolution=32: data, evaluation and variants)")
     parser.add_argument("--evals", type=int, default=6, help="evaluations per variant (spread evenly over its steps)")
     parser.add_argument("--n-eval", type=int, default=256, help="held-out faces or masks per evaluation")
     parser.add_argument("--seed", type=int, default=0)
@@ -212,12 +240,19 @@ def main(argv=None) -> int:
         print("figure:", plot(path, args.family))
         return 0
     base = config.validate(profile=args.profile, seed=args.seed, out_dir=args.out)
+    if args.base:
+        base = run_for(base, args.family, parse_variant("base:" + args.base)[1])
     family = Family(args.family, base, args.n_eval)
     if args.family == "l2s":
         family.sae = book_models.train_model(base, "sae", family.train)
         print(family.sae.summary)
+    if args.family == "stylegan":
+        data_note = family.with_feature_net(base)
+        print(data_note)
     data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
     data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)
+    if args.family == "stylegan":
+        data["feature_net"] = data_note
     for text in args.variant:
         name, row, model, extra = parse_variant(text)
         run = run_for(base, args.family, row)

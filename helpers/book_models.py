@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "l2s": "helpers.models.l2s",
     "segmenter": "helpers.models.segmenter",
     "features": "helpers.models.features",
+    "stylegan": "helpers.models.stylegan",
 }
 
 

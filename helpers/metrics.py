@@ -140,3 +140,35 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, c
         root = linalg.sqrtm((c1 + offset) @ (c2 + offset))
     diff = m1 - m2
     return float(diff @ diff + np.trace(c1) + np.trace(c2) - 2 * np.trace(np.real(root)))
+
+
+def feature_frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N, D] (FID's formula; the features are the
+    caller's, so name the result after its feature space, e.g. "Fréchet distance in the book's attribute features")."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+@torch.no_grad()
+def path_length_w_end(mapping: Callable[[torch.Tensor], torch.Tensor],
+                      synthesize: Callable[[torch.Tensor], torch.Tensor],
+                      features: Callable[[torch.Tensor], torch.Tensor], z_dim: int, n: int, eps: float = 1e-4,
+                      batch: int = 64, generator: torch.Generator | None = None,
+                      device: torch.device | str = "cpu") -> float:
+    """Perceptual path length as StyleGAN2 defines it (ppl2_wend of stylegan2-ada's metrics: W space, path endpoints,
+    no crop): E ||f(G(w0)) - f(G(lerp(w0, w1, eps)))||^2 / eps^2 over n pairs of w = mapping(z), the values outside the
+    1st-99th percentiles dropped. StyleGAN2's f is VGG16-LPIPS; here it is the caller's `features` (name the result
+    after that space). `synthesize(w [B, w_dim])` must be deterministic (the pair shares its noise: const noise)."""
+    if n < 2 or eps <= 0:
+        raise ValueError(f"n={n}, eps={eps}: need n >= 2 and eps > 0")
+    distances = []
+    for start in range(0, n, batch):
+        b = min(batch, n - start)
+        z = torch.randn(2 * b, z_dim, generator=generator, device="cpu" if generator is None else generator.device)
+        w0, w1 = mapping(z.to(device).float()).chunk(2)
+        w_eps = torch.lerp(w0, w1, eps)
+        f = features(synthesize(torch.cat([w0, w_eps])).float()).double()
+        f0, f1 = f.chunk(2)
+        distances.append((f0 - f1).square().sum(1).cpu() / eps ** 2)
+    d = torch.cat(distances)
+    low, high = torch.quantile(d, 0.01), torch.quantile(d, 0.99)
+    return float(d[(d >= low) & (d <= high)].mean())
