@@ -11,7 +11,9 @@ Held-out quality per family: mask_vae test mIoU and the smallest class IoU; sis 
 ROIs (consistency rule), the smallest ROI F1 and the ACS (32 faces x 4 noise draws, a quicker estimate than the
 chapter's); segmenter mean and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between
 held-out real faces and samples of the averaged generator in the book's attribute-feature space (`helpers.models.
-features`, trained at the GAN's resolution and cached; NOT the FID), with the real-vs-real floor of that distance.
+features`, trained at the GAN's resolution and cached; NOT the FID), with the real-vs-real floor of that distance;
+w_encoder (the W+ encoder of the profile's StyleGAN2) the feature distance and pixel MSE between held-out real faces
+and their reconstructions G(E(x)), and the W+ recovery error on generated faces (MSE relative to the codes' spread).
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
     python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
@@ -37,14 +39,14 @@ from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
 from helpers.models import features as ft
-from helpers.models import l2s, sae, segmenter, sis, stylegan
+from helpers.models import inversion, l2s, sae, segmenter, sis, stylegan
 from helpers.models import mask_vae as mv
 from helpers.train import train
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
-          "features": "accuracy", "stylegan": "fd_features"}
+          "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance"}
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -96,7 +98,7 @@ class Family:
         self.test = {k: v[:n_eval] for k, v in self.test.items()}
         self.num_classes = 11
         self.sae = None
-        self.feature_net = self.real_features = None
+        self.feature_net = self.real_features = self.features_trained = self.gan = None
 
     def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
         row = run.profile.family(self.family)
@@ -115,6 +117,9 @@ class Family:
             return {"config": replace_model(sae.book_config(row), model)}
         if self.family == "stylegan":
             return {"config": replace_model(stylegan.book_config(row), model)}
+        if self.family == "w_encoder":
+            cfg = replace_model(inversion.config_for(self.gan.nets["G"], row.width, **row.model), model)
+            return {"generator": self.gan, "features": self.features_trained, "config": cfg}
         module = {"segmenter": segmenter, "features": ft}[self.family]
         return {"config": replace_model(module.scaled_config(row.resolution, row.width), {**row.model, **model})}
 
@@ -143,13 +148,15 @@ class Family:
             return {"accuracy": ((logits > 0).float() == self.test["attributes"].float()).float().mean().item()}
         if self.family == "stylegan":
             return {"fd_features": self.fd_features(nets["G"])}
+        if self.family == "w_encoder":
+            return self.evaluate_encoder(nets["encoder"])
         return self.evaluate_l2s(nets["sae"])
 
     def with_feature_net(self, base: config.RunConfig) -> str:
         """Train (or load) the feature network at the GAN's resolution; features of the held-out reals; the floor."""
         res = self.run.profile.family(self.family).resolution
         trained = book_models.train_model(run_for(base, "features", {"resolution": res}), "features", self.train)
-        self.feature_net = trained.nets["features"]
+        self.features_trained, self.feature_net = trained, trained.nets["features"]
         self.real_features = in_chunks(self.feature_net.features, self.test["image"], device=self.run.device)
         floor = metrics.feature_frechet_distance(
             self.real_features, in_chunks(self.feature_net.features, self.train["image"][:len(self.test["image"])],
@@ -162,6 +169,20 @@ class Family:
         fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=self.run.device)
         return metrics.feature_frechet_distance(
             self.real_features, in_chunks(self.feature_net.features, fakes, device=self.run.device))
+
+    def evaluate_encoder(self, encoder) -> dict[str, float]:
+        """Reconstruction of held-out real faces through G(E(x)), W+ recovery on 256 generated faces (fixed seed)."""
+        G, device = self.gan.nets["G"].to(self.run.device), self.run.device
+        image = self.test["image"]
+        out = in_chunks(lambda x: G.synthesis(encoder(x), noise_mode="const"), image, device=device)
+        f = in_chunks(self.feature_net.features, out, device=device) - self.real_features
+        torch.manual_seed(5)
+        true_ws = stylegan.sample_ws(G, 256, G.cfg.style_mixing, torch.device(device))
+        found = in_chunks(lambda w: encoder(G.synthesis(w, noise_mode="const")), true_ws, device=device)
+        spread = (true_ws.cpu() - G.w_avg.cpu()).square().mean()
+        return {"feature_distance": f.square().sum(1).mean().item(),
+                "pixel_mse": (out - image).square().mean().item(),
+                "w_recovery": ((found - true_ws.cpu()).square().mean() / spread).item()}
 
     def evaluate_l2s(self, model) -> dict[str, float]:
         cfg = l2s.book_config(self.run)
@@ -187,7 +208,8 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs") if any(m in data["variants"][n]["curve"] for n in names)]
+    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery")
+             if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], [METRIC[family], *extra]):
         for name in names:
@@ -209,7 +231,8 @@ def plot(path: Path, family: str) -> Path:
 
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
-    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share")
+    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "pixel_mse",
+                                                    "w_recovery")
                                         if any(m in v["curve"] for v in data["variants"].values())]
     lines = ["| variant | trained as | seconds | " + " | ".join(metrics_shown) + " |",
              "|---|---|---|" + "---|" * len(metrics_shown)]
@@ -246,13 +269,15 @@ def main(argv=None) -> int:
     if args.family == "l2s":
         family.sae = book_models.train_model(base, "sae", family.train)
         print(family.sae.summary)
-    if args.family == "stylegan":
+    if args.family in ("stylegan", "w_encoder"):
         data_note = family.with_feature_net(base)
         print(data_note)
+    if args.family == "w_encoder":
+        family.gan = book_models.train_model(base, "stylegan", family.train)
+        print(family.gan.summary)
     data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
     data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)
-    if args.family == "stylegan":
-        data["feature_net"] = data_note
+
     for text in args.variant:
         name, row, model, extra = parse_variant(text)
         run = run_for(base, args.family, row)
@@ -262,6 +287,8 @@ def main(argv=None) -> int:
         trained = train(spec, device=run.device, retrain=True, cache_dir=args.cache_dir)
         data["variants"][name] = {"row": dataclasses.asdict(run.profile.family(args.family)), "model": model,
                                   "options": extra, "summary": trained.summary, "curve": trained.curve}
+        if args.family in ("stylegan", "w_encoder"):  # the distance's feature network (and floor), per resolution
+            data["variants"][name]["feature_net"] = data_note
         last = {k: round(v[-1], 4) for k, v in trained.curve.items()}
         print(f"{name}: {trained.summary}; last evaluation {last}", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)

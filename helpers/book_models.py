@@ -31,6 +31,7 @@ FAMILIES: dict[str, str] = {
     "segmenter": "helpers.models.segmenter",
     "features": "helpers.models.features",
     "stylegan": "helpers.models.stylegan",
+    "w_encoder": "helpers.models.inversion",
 }
 
 

@@ -149,3 +149,25 @@ def test_frechet_distance_of_rank_deficient_covariances_and_bad_shapes():
     assert metrics.frechet_distance(m1, c1, m2, c2) == pytest.approx(float(expected), rel=1e-6)
     with pytest.raises(ValueError, match="covariances"):
         metrics.frechet_distance(torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(3))
+
+
+def test_feature_frechet_distance_of_shifted_samples_is_the_squared_shift():
+    x = torch.randn(5000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert metrics.feature_frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.feature_frechet_distance(x, x + torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64)) == \
+        pytest.approx(25.0, rel=1e-6)
+
+
+def test_path_length_w_end_of_a_linear_generator():
+    # w = z (1-D), image = c * w: the distance of the pair is c^2 (w1 - w0)^2 exactly, E = 2 c^2 before the trim
+    c = 3.0
+    g = torch.Generator().manual_seed(0)
+    ppl = metrics.path_length_w_end(lambda z: z, lambda w: c * w, lambda x: x, z_dim=1, n=20000, generator=g)
+    g = torch.Generator().manual_seed(0)
+    d = torch.cat([(lambda z: c ** 2 * (z[:b] - z[b:]).square().sum(1))(torch.randn(2 * b, 1, generator=g))
+                   for b in [64] * 312 + [32]])  # the same draws, batch by batch
+    low, high = torch.quantile(d, 0.01), torch.quantile(d, 0.99)
+    assert ppl == pytest.approx(d[(d >= low) & (d <= high)].mean().item(), rel=1e-3)
+    assert 0.8 * 2 * c ** 2 < ppl < 2 * c ** 2  # the top 1 % dropped lowers the mean
+    with pytest.raises(ValueError, match="eps"):
+        metrics.path_length_w_end(lambda z: z, lambda w: w, lambda x: x, z_dim=1, n=10, eps=0.0)

@@ -15,7 +15,7 @@ def test_parse_variant_splits_row_model_and_options():
     assert model == {"l1_weights": "roi_balanced"} and options == {"weights": "inverse_sqrt"}
 
 
-@pytest.mark.parametrize("family", ["mask_vae", "sae"])
+@pytest.mark.parametrize("family", ["mask_vae", "sae", "stylegan", "w_encoder"])
 def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
     curves = load_script("learning_curves")
@@ -52,3 +52,29 @@ def test_bench_families_prints_and_writes_every_record(tmp_path, capsys):
     out.with_suffix(".md").unlink()
     assert bench.main(["--profile", "smoke", "--out", str(out), "--table-only"]) == 0
     assert out.with_suffix(".md").read_text() == table  # redrawn from the JSON alone
+
+
+def test_bench_stylegan_times_every_phase_per_profile(tmp_path, capsys):
+    bench = load_script("bench_stylegan")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profiles", "smoke", "--rounds", "1", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())["records"][0]
+    assert set(record["ms"]) == {"d", "r1", "g", "pl", "decorr g"}
+    assert record["kimg_per_min"] > 0 and record["kimg_per_min_decorr"] > 0
+    assert all(v > 0 for v in record["gflop_per_s"].values())
+    assert "| smoke | 32 |" in out.with_suffix(".md").read_text()
+
+
+def test_measure_stylegan_writes_table1_and_inversion(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    measure = load_script("measure_stylegan")
+    assert measure.main(["--profile", "smoke", "--seeds", "0", "--n-ppl", "8", "--n-inversion", "4",
+                         "--projector-steps", "2", "--out", str(tmp_path / "out")]) == 0
+    data = json.loads((tmp_path / "out" / "measures.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in data["table1"]] == [("plain", 0), ("decorrelated", 0)]
+    assert all(r["fd_features"] >= 0 and r["ppl_w_end_features"] > 0 and 0 <= r["mean_abs_correlation"] <= 1
+               for r in data["table1"])
+    assert set(data["inversion"]) == {f"{kind}: {method}" for kind in ("real", "generated")
+                                      for method in ("encoder", "projector (W)", "encoder + projector (W+)")}
+    assert (tmp_path / "out" / "samples_plain.png").stat().st_size > 0
+    assert "| decorrelated | 0 |" in (tmp_path / "out" / "measures.md").read_text()
