@@ -175,12 +175,13 @@ class Family:
         G, device = self.gan.nets["G"].to(self.run.device), self.run.device
         image = self.test["image"]
         out = in_chunks(lambda x: G.synthesis(encoder(x), noise_mode="const"), image, device=device)
-        f = in_chunks(self.feature_net.features, out, device=device) - self.real_features
+        distance = in_chunks(lambda x, y: inversion.feature_distance(self.feature_net.features, x, y), out, image,
+                             device=device)
         torch.manual_seed(5)
         true_ws = stylegan.sample_ws(G, 256, G.cfg.style_mixing, torch.device(device))
         found = in_chunks(lambda w: encoder(G.synthesis(w, noise_mode="const")), true_ws, device=device)
         spread = (true_ws.cpu() - G.w_avg.cpu()).square().mean()
-        return {"feature_distance": f.square().sum(1).mean().item(),
+        return {"feature_distance": distance.mean().item(),
                 "pixel_mse": (out - image).square().mean().item(),
                 "w_recovery": ((found - true_ws.cpu()).square().mean() / spread).item()}
 

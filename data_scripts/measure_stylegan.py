@@ -65,10 +65,12 @@ def save_grid(G, path: Path, device) -> None:
 
 
 def reconstruction(G, feature_net, ws, images, device) -> dict[str, float]:
+    images = images.cpu()
     out = in_chunks(lambda w: G.synthesis(w, noise_mode="const"), ws, device=device)
     pixel = (out - images).square().flatten(1).mean(1).mean().item()
-    f = (in_chunks(feature_net.features, out, device=device) - in_chunks(feature_net.features, images, device=device))
-    return {"pixel_mse": pixel, "feature_distance": f.square().sum(1).mean().item()}
+    distance = in_chunks(lambda x, y: inversion.feature_distance(feature_net.features, x, y), out, images,
+                         device=device)
+    return {"pixel_mse": pixel, "feature_distance": distance.mean().item()}
 
 
 def inversion_measures(G, encoder, feature_net, real_test, device, n: int, projector_steps: int) -> dict:

@@ -11,9 +11,9 @@ the same with SynthFaces images and their true attributes. No pretrained network
 - Training (`training_spec`), per step: a batch of W+ codes sampled from the frozen generator (style mixing as in its
   training, so that codes differ per layer), their images, and a batch of real faces. Losses: latent regression
   ||E(G(ws)) - ws||^2 on the generated pairs (exact targets: the "latent regression" encoders trained on synthetic
-  pairs), and on both generated and real images the pixel L2 ||G(E(x)) - x||^2 and a feature loss
-  ||f(G(E(x))) - f(x)||^2 in the book's attribute-feature space (`helpers.models.features`), which stands in for
-  pSp's LPIPS (VGG/AlexNet weights are not available offline); pSp's identity loss (an ArcFace network) has no offline
+  pairs), and on both generated and real images the pixel L2 ||G(E(x)) - x||^2 and a feature loss: the squared
+  distance of unit-normalised features of the book's attribute network (`helpers.models.features`,
+  `feature_distance`), which stands in for pSp's LPIPS (VGG/AlexNet weights are not available offline); pSp's identity loss (an ArcFace network) has no offline
   counterpart and is dropped; pSp's w_norm regulariser ||E(x) - w_avg|| keeps codes near W.
 - `project` is stylegan2-ada's projector (`projector.py`): w starts at w_avg (or at an encoder's ws: refinement),
   Adam (0.9, 0.999) on w and on per-image noise images with lr 0.1 ramped up over the first 5 % and down (cosine)
@@ -137,12 +137,20 @@ class Encoder(nn.Module):
 # Training
 
 
+def feature_distance(features: Features, x: Tensor, y: Tensor) -> Tensor:
+    """||f(x) / ||f(x)|| - f(y) / ||f(y)|| ||^2 per item [B]: the squared distance of unit-normalised features, in
+    [0, 4], as LPIPS compares unit-normalised VGG features (its role here; the book's features are not LPIPS)."""
+    fx, fy = features(x).float(), features(y).float()
+    fx = fx / fx.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    fy = fy / fy.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return (fx - fy).square().sum(1)
+
+
 def reconstruction_terms(G: Generator, features: Features, ws: Tensor, image: Tensor) -> tuple[Tensor, Tensor]:
-    """(pixel L2, feature L2) between G(ws) (const noise) and `image`, means over items."""
+    """(pixel L2, feature distance) between G(ws) (const noise) and `image`, means over items."""
     out = G.synthesis(ws, noise_mode="const")
     pixel = (out.float() - image.float()).square().flatten(1).mean(1).mean()
-    feature = (features(out).float() - features(image).float()).square().sum(1).mean()
-    return pixel, feature
+    return pixel, feature_distance(features, out, image).mean()
 
 
 def losses(cfg: EncoderConfig, G: Generator, feature_module: nn.Module):
@@ -293,6 +301,7 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
     buffers = [block.noise_const for block in G.synthesis.blocks]
     optimizer = torch.optim.Adam([codes, *buffers], lr=cfg.lr, betas=(0.9, 0.999))
     target_features = features(target).float().detach()
+    target_features = target_features / target_features.norm(dim=1, keepdim=True).clamp_min(1e-8)
     logs: dict[str, float] = {}
     for step in range(cfg.steps):
         t = step / cfg.steps
@@ -302,7 +311,8 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
         noisy = codes + torch.randn(codes.shape, generator=generator).to(device) * w_noise_scale
         ws = G.broadcast(noisy) if space == "w" else noisy
         out = G.synthesis(ws, noise_mode="const")
-        distance = (features(out).float() - target_features).square().sum(1).sum()
+        synth = features(out).float()
+        distance = (synth / synth.norm(dim=1, keepdim=True).clamp_min(1e-8) - target_features).square().sum(1).sum()
         pixel = (out.float() - target).square().flatten(1).mean(1).sum()
         reg = noise_regularization([n for buf in buffers for n in buf])
         loss = distance + cfg.pixel_weight * pixel + cfg.noise_regularize * reg
@@ -318,6 +328,6 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
     return (G.broadcast(codes).clone() if space == "w" else codes), logs
 
 
-__all__ = ["EncoderConfig", "config_for", "MapToStyle", "Encoder", "reconstruction_terms", "losses",
+__all__ = ["EncoderConfig", "config_for", "MapToStyle", "Encoder", "feature_distance", "reconstruction_terms", "losses",
            "training_spec", "EVALUATED_NETS", "book_spec", "ProjectorConfig", "learning_rate",
            "noise_regularization", "w_spread", "project"]
