@@ -164,6 +164,10 @@ def test_training_runs_all_phases_keeps_an_ema_generator_and_is_deterministic(tm
     assert {"d", "r1", "g", "pl"} <= set(first.history)
     assert all(math.isfinite(v) for v in first.history["d"] + first.history["g"])
     assert first.nets["G"].w_avg.abs().sum() > 0 and first.nets["G"].pl_mean > 0
+    saved = torch.load(first.path, weights_only=True)["state"]  # the run returns the EMA generator, not the raw one
+    returned = first.nets["G"].state_dict()
+    assert all(torch.equal(returned[k], v) for k, v in saved["ema"]["G"].items())
+    assert any(not torch.equal(saved["nets"]["G"][k], v) for k, v in saved["ema"]["G"].items())
     second = run("b")
     for a, b in zip(first.nets["G"].parameters(), second.nets["G"].parameters()):
         assert torch.equal(a, b)
