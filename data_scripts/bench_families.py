@@ -29,20 +29,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.config import PROFILES
 from helpers.data.splits import helen_label_splits
-from helpers.timing import interleaved_ms
+from helpers.timing import gemm_peak, interleaved_ms
 from helpers.models import l2s, mask_vae, sae, segmenter, sis
 from helpers.models import features as ft
 from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
                            resolve_precision, to_device)
 
 FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
-
-
-def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of an n x n matmul in `dtype` (median of `repeats`), this machine's practical peak."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1)["mm"]
-    return 2 * n ** 3 / ms / 1e6
 
 
 def spec_for(family: str, row, split, seed: int = 0):

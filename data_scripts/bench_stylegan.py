@@ -4,7 +4,8 @@ For every profile row of the `stylegan` family it builds the book's training spe
 what `helpers.book_models.train_model` trains) and times each phase of an iteration on its own, side by side in
 interleaved rounds (median): the D step, the lazy R1 step, the G step with and without paper 004's decorrelation term,
 and the lazy path-length step. kimg per minute counts the lazy phases at their share (R1 every 16 steps, path length
-every 4); FLOPs come from `torch.utils.flop_counter`, beside this machine's measured GEMM peak.
+every 4); FLOPs of the D and G steps come from `torch.utils.flop_counter` (it cannot follow the double backward of
+R1 and path length), beside this machine's measured GEMM peak.
 
     python data_scripts/bench_stylegan.py                           # the rows that fit this device (CPU: smoke, cpu)
     python data_scripts/bench_stylegan.py --profiles smoke,cpu,gpu,paper --batch 4   # every row, batch 4 on a CPU
@@ -20,10 +21,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench_families import gemm_peak  # this folder's sibling script
 from helpers.config import PROFILES, resolve_device
 from helpers.models import stylegan
-from helpers.timing import interleaved_ms
+from helpers.timing import gemm_peak, interleaved_ms
 from helpers.train import Iteration, Phase, build_networks, count_parameters, resolve_precision, to_device
 
 
@@ -39,11 +39,13 @@ def phase_calls(spec, device: torch.device, precision: str) -> tuple[dict, dict,
         single = dataclasses.replace(spec)
         single.phases = [Phase(phase.name, phase.loss, phase.optimizer, 1)]
         iteration = Iteration(single, nets, optimizers, precision, device)
-        calls[phase.name] = lambda it=iteration: it(batch, 0)
+        # each call puts the requires_grad flags back: the next phase's Iteration must find them as built
+        calls[phase.name] = lambda it=iteration: (it(batch, 0), it.restore_flags())
         calls[phase.name]()  # warm-up
-        with FlopCounterMode(display=False) as counter:
-            iteration(batch, 0)
-        flops[phase.name] = counter.get_total_flops()
+        if phase.every == 1:  # the flop counter cannot follow the double backward of R1 and path length
+            with FlopCounterMode(display=False) as counter:
+                calls[phase.name]()
+            flops[phase.name] = counter.get_total_flops()
     return calls, flops, {name: count_parameters(net) for name, net in nets.items()}
 
 
@@ -55,7 +57,8 @@ def bench_row(profile: str, batch: int | None, device: torch.device, rounds: int
     split = {"image": torch.zeros(row.batch_size, 3, cfg.resolution, cfg.resolution)}
     precision = resolve_precision(row.precision, device)
     specs = {"": stylegan.book_spec(row, split, seed=0, config=cfg)}
-    decorrelated = dataclasses.replace(cfg, decorrelation=1.0, decorrelation_samples=max(1024, 2 * cfg.w_dim))
+    decorrelated = dataclasses.replace(cfg, decorrelation=1.0,
+                                       decorrelation_samples=max(cfg.decorrelation_samples, 2 * cfg.w_dim))
     if cfg.decorrelation == 0:
         specs["decorr "] = stylegan.book_spec(row, split, seed=0, config=decorrelated)
     calls, flops = {}, {}
@@ -65,7 +68,9 @@ def bench_row(profile: str, batch: int | None, device: torch.device, rounds: int
         for name in c:
             if prefix and name != "g":
                 continue  # the decorrelation term changes only the G step
-            calls[prefix + name], flops[prefix + name] = c[name], f[name]
+            calls[prefix + name] = c[name]
+            if name in f:
+                flops[prefix + name] = f[name]
     ms = interleaved_ms(calls, rounds=rounds, repeats=1, warmup=0, device=device)
     every = {"r1": cfg.r1_every, "pl": cfg.pl_every}
     per_step = sum(ms[name] / every.get(name, 1) for name in ("d", "r1", "g", "pl") if name in ms)
@@ -74,7 +79,7 @@ def bench_row(profile: str, batch: int | None, device: torch.device, rounds: int
         "profile": profile, "resolution": cfg.resolution, "width": row.width, "batch": row.batch_size,
         "precision": precision, "params_G": params["G"], "params_D": params["D"], "pl": cfg.pl_weight > 0,
         "decorrelation": cfg.decorrelation, "ms": ms, "gflop": {k: v / 1e9 for k, v in flops.items()},
-        "gflop_per_s": {k: flops[k] / ms[k] / 1e6 for k in ms},
+        "gflop_per_s": {k: flops[k] / ms[k] / 1e6 for k in ms if k in flops},
         "kimg_per_min": row.batch_size / per_step * 60, "kimg_per_min_decorr": row.batch_size / per_step_decorr * 60,
     }
 

@@ -144,10 +144,10 @@ def main(argv=None) -> int:
             run.profile, families={**run.profile.families,
                                    "features": dataclasses.replace(run.family("features"), resolution=row.resolution)}))
         feature_net = book_models.train_model(features_run, "features", train).nets["features"].to(run.device)
-        plain_cfg = stylegan.book_config(row)
-        for variant, cfg in (("plain", dataclasses.replace(plain_cfg, decorrelation=0.0)),
-                             ("decorrelated", dataclasses.replace(plain_cfg, decorrelation=1.0,
-                                                                  decorrelation_samples=max(1024, 2 * plain_cfg.w_dim)))):
+        plain_cfg = dataclasses.replace(stylegan.book_config(row), decorrelation=0.0)
+        samples = max(plain_cfg.decorrelation_samples, 2 * plain_cfg.w_dim)
+        decorrelated_cfg = dataclasses.replace(plain_cfg, decorrelation=1.0, decorrelation_samples=samples)
+        for variant, cfg in (("plain", plain_cfg), ("decorrelated", decorrelated_cfg)):
             trained = book_models.train_model(run, "stylegan", train, config=cfg)
             summaries[f"{variant} seed {seed}"] = trained.summary
             print(trained.summary, flush=True)

@@ -40,3 +40,11 @@ def interleaved_ms(calls: Mapping[str, Callable[[], object]], rounds: int = 5, r
             sync()
             samples[name].append((time.perf_counter() - began) / repeats * 1000)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n CPU matmul in `dtype` (median of `repeats`): this machine's practical peak, printed beside
+    the achieved GFLOP/s of the benchmarks."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1)["mm"]
+    return 2 * n ** 3 / ms / 1e6

@@ -13,8 +13,9 @@ the same with SynthFaces images and their true attributes. No pretrained network
   ||E(G(ws)) - ws||^2 on the generated pairs (exact targets: the "latent regression" encoders trained on synthetic
   pairs), and on both generated and real images the pixel L2 ||G(E(x)) - x||^2 and a feature loss: the squared
   distance of unit-normalised features of the book's attribute network (`helpers.models.features`,
-  `feature_distance`), which stands in for pSp's LPIPS (VGG/AlexNet weights are not available offline); pSp's identity loss (an ArcFace network) has no offline
-  counterpart and is dropped; pSp's w_norm regulariser ||E(x) - w_avg|| keeps codes near W.
+  `feature_distance`), which stands in for pSp's LPIPS (VGG/AlexNet weights are not available offline); pSp's
+  identity loss (an ArcFace network) has no offline counterpart and is dropped; pSp's w_norm regulariser
+  ||E(x) - w_avg|| keeps codes near W.
 - `project` is stylegan2-ada's projector (`projector.py`): w starts at w_avg (or at an encoder's ws: refinement),
   Adam (0.9, 0.999) on w and on per-image noise images with lr 0.1 ramped up over the first 5 % and down (cosine)
   over the last 25 % of the steps, Gaussian noise of w_std * 0.05 * max(0, 1 - t / 0.75)^2 added to w, the noise
@@ -78,7 +79,8 @@ class EncoderConfig:
 
     def groups(self) -> list[tuple[int, int, int]]:
         """(pyramid side, first w, last w + 1) of the coarse, middle and fine heads: coarse = the 4 and 8 px layers,
-        middle = 16 and 32 px, fine = the rest (pSp's 3 / 4 / 11 split of 18 ws, by resolution); empty groups dropped."""
+        middle = 16 and 32 px, fine = the rest (pSp's 3 / 4 / 11 split of 18 ws, by resolution); empty groups are
+        dropped."""
         coarse, middle = min(3, self.num_ws), min(7, self.num_ws)
         groups = [(4, 0, coarse), (8, coarse, middle), (16, middle, self.num_ws)]
         return [(side, start, end) for side, start, end in groups if end > start]
@@ -94,7 +96,8 @@ class MapToStyle(nn.Module):
 
     def __init__(self, channels: int, side: int, n_ws: int, w_dim: int):
         super().__init__()
-        self.convs = nn.ModuleList(EqualConv2d(channels, channels, 3, stride=2) for _ in range(round(math.log2(side // 4))))
+        downs = round(math.log2(side // 4))
+        self.convs = nn.ModuleList(EqualConv2d(channels, channels, 3, stride=2) for _ in range(downs))
         self.linear = EqualLinear(channels * 16, n_ws * w_dim)
         self.n_ws, self.w_dim = n_ws, w_dim
 

@@ -15,7 +15,7 @@ chapter can show:
     ModulatedConv2d.forward                modulated_conv_reference: per-sample weights, one grouped conv
     StyledConv.forward                     styled_conv_reference: modconv -> + noise -> + bias -> lrelu * sqrt(2)
     StyledResBlock.forward                 styled_res_block_reference: (skip(x) + conv2(conv1(x))) / sqrt(2)
-    ResDownBlock.forward                   res_down_block_reference: (pool(lrelu(c2(lrelu(c1 x)))) + pool(skip x)) / sqrt(2)
+    ResDownBlock.forward                   res_down_block_reference: (pool(lrelu(c2 lrelu(c1 x))) + pool(skip x)) / √2
     from_rgb_lrelu                         from_rgb_reference: lrelu(conv(2 x - 1))
 
 Simplifications against NVlabs' code, on purpose and stated where the models use them: bilinear upsampling and 2x2

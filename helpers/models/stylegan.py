@@ -112,18 +112,19 @@ class StyleGANConfig:
 def paper_config() -> StyleGANConfig:
     """Paper 004's FFHQ model: StyleGAN2 at 256 px as stylegan2-ada's `paper256` configuration (z and w 512, mapping
     depth 8, channel_base 16384 -> 512 channels up to 32 px, 64 at 256 px; minibatch-std group 8; R1 gamma 1;
-    path length 2; style mixing 0.9; batch 64, lr 0.0025; G EMA 20 kimg)."""
-    return StyleGANConfig(resolution=256, mbstd_group=8, r1_gamma=1.0, decorrelation=1.0,
-                          decorrelation_samples=4096)
+    path length 2; style mixing 0.9; batch 64, lr 0.0025; G EMA 20 kimg). Plain, as every profile's config: set
+    `decorrelation=1.0` for the paper's decorrelated GAN (estimated on 4096 z per step here)."""
+    return StyleGANConfig(resolution=256, mbstd_group=8, r1_gamma=1.0, decorrelation_samples=4096)
 
 
 def scaled_config(resolution: int, width: int, batch_size: int, **changes: Any) -> StyleGANConfig:
     """A profile's model, shaped as stylegan2-ada's `auto` configuration: z and w of `width` dims, mapping depth 2,
     R1 gamma 0.0002 R^2 / batch, and channels min(16 width / r, width): `width` up to 16 px, halving per doubling
     above (width / 2 at 32 px, width / 4 at 64 px). `changes` override any other field."""
-    return StyleGANConfig(resolution=int(resolution), z_dim=int(width), w_dim=int(width), mapping_layers=2,
-                          channel_base=16 * int(width), channel_max=int(width), mbstd_group=4,
-                          r1_gamma=ada_r1_gamma(resolution, batch_size), **changes)
+    fields = dict(resolution=int(resolution), z_dim=int(width), w_dim=int(width), mapping_layers=2,
+                  channel_base=16 * int(width), channel_max=int(width), mbstd_group=4,
+                  r1_gamma=ada_r1_gamma(resolution, batch_size))
+    return StyleGANConfig(**{**fields, **changes})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -294,7 +295,8 @@ def build(cfg: StyleGANConfig) -> dict[str, nn.Module]:
 
 
 def decorrelation_loss(w: Tensor) -> Tensor:
-    """Paper 004's Eq. 1 for mapping outputs w [N, d]: -sum_{i != j} log(1 - |rho_ij|) + sum_i (Var_i / mean_j Var_j - 1)^2.
+    """Paper 004's Eq. 1 for mapping outputs w [N, d]:
+    -sum_{i != j} log(1 - |rho_ij|) + sum_i (Var_i / mean_j Var_j - 1)^2.
 
     As printed, the second term is sum_i (Var[w_i] - sum_j Var[w_j])^2, which compares each variance with the SUM of
     all d variances and is minimised by driving every variance to 0 (a collapsed W). The paper's stated aim is "the

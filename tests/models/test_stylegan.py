@@ -180,3 +180,8 @@ def test_book_config_scales_r1_with_resolution_and_batch():
     cfg = sg.book_config(Family(64, 128, 100, 32))
     assert cfg.r1_gamma == pytest.approx(0.0256) and cfg.w_dim == 128 and cfg.num_ws == 10
     assert sg.book_config(Family(256, 512, 100, 64)) == dataclasses.replace(sg.paper_config())
+
+
+def test_scaled_config_takes_any_field_as_a_change():
+    cfg = sg.scaled_config(128, 512, 32, channel_base=16384, mapping_layers=8)
+    assert (cfg.channel_base, cfg.mapping_layers, cfg.channels(32), cfg.channels(128)) == (16384, 8, 512, 128)
