@@ -112,7 +112,7 @@ PROFILES: dict[str, Profile] = {
             l2s=Family(64, 8, 600, 4, ema=2000.0, model={"l1_weights": "region_balanced"}),
             segmenter=Family(64, 8, 600, 4, precision="fp32", channels_last=False),
             features=Family(64, 16, 400, 64, precision="fp32", channels_last=False),
-            stylegan=Family(32, 64, 2400, 16, ema=5000.0, model={"pl_weight": 0.0}),
+            stylegan=Family(32, 64, 4000, 16, ema=5000.0, model={"pl_weight": 0.0}),
             w_encoder=Family(32, 16, 1800, 16, lr=1e-3),
             unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
