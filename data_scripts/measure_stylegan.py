@@ -38,14 +38,18 @@ PAPER_TABLE1 = {"FFHQ 256": {"fid": (25.49, 15.57), "ppl": (34.24, 20.23)},
                 "CASIA 96x112": {"fid": (11.85, 9.96), "ppl": (15.26, 12.30)}}
 
 
-def gan_measures(G, feature_net, real_test, real_train, device, n_ppl: int) -> dict[str, float]:
-    """Feature-space Fréchet distance (and its floor), feature-space PPL (W, end) and the decorrelation statistics."""
-    n = len(real_test)
-    z = torch.randn(n, G.cfg.z_dim, generator=torch.Generator().manual_seed(123))
-    fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=device)
+def real_features(feature_net, real_test, real_train, device) -> tuple[torch.Tensor, float]:
+    """Features of the held-out faces and the real-vs-real floor of the distance (as many training faces)."""
     f_real = in_chunks(feature_net.features, real_test, device=device)
+    f_train = in_chunks(feature_net.features, real_train[:len(real_test)], device=device)
+    return f_real, metrics.feature_frechet_distance(f_real, f_train)
+
+
+def gan_measures(G, feature_net, f_real, floor: float, device, n_ppl: int) -> dict[str, float]:
+    """Feature-space Fréchet distance (beside its floor), feature-space PPL (W, end) and the decorrelation statistics."""
+    z = torch.randn(len(f_real), G.cfg.z_dim, generator=torch.Generator().manual_seed(123))
+    fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=device)
     fd = metrics.feature_frechet_distance(f_real, in_chunks(feature_net.features, fakes, device=device))
-    floor = metrics.feature_frechet_distance(f_real, in_chunks(feature_net.features, real_train[:n], device=device))
     ppl = metrics.path_length_w_end(G.mapping, lambda w: G.synthesis(G.broadcast(w), noise_mode="const"),
                                     feature_net.features, G.cfg.z_dim, n_ppl,
                                     generator=torch.Generator().manual_seed(321), device=device)
@@ -143,7 +147,9 @@ def main(argv=None) -> int:
         features_run = dataclasses.replace(run, profile=dataclasses.replace(
             run.profile, families={**run.profile.families,
                                    "features": dataclasses.replace(run.family("features"), resolution=row.resolution)}))
-        feature_net = book_models.train_model(features_run, "features", train).nets["features"].to(run.device)
+        features_trained = book_models.train_model(features_run, "features", train)
+        feature_net = features_trained.nets["features"].to(run.device)
+        f_real, floor = real_features(feature_net, test["image"], train["image"], run.device)
         plain_cfg = dataclasses.replace(stylegan.book_config(row), decorrelation=0.0)
         samples = max(plain_cfg.decorrelation_samples, 2 * plain_cfg.w_dim)
         decorrelated_cfg = dataclasses.replace(plain_cfg, decorrelation=1.0, decorrelation_samples=samples)
@@ -152,13 +158,11 @@ def main(argv=None) -> int:
             summaries[f"{variant} seed {seed}"] = trained.summary
             print(trained.summary, flush=True)
             G = trained.nets["G"].to(run.device)
-            table[(variant, seed)] = gan_measures(G, feature_net, test["image"], train["image"], run.device,
-                                                  args.n_ppl)
+            table[(variant, seed)] = gan_measures(G, feature_net, f_real, floor, run.device, args.n_ppl)
             print(variant, seed, table[(variant, seed)], flush=True)
             if seed == int(args.seeds.split(",")[0]):
                 save_grid(G, out / f"samples_{variant}.png", run.device)
                 if variant == "plain" and not args.no_inversion:
-                    features_trained = book_models.train_model(features_run, "features", train)
                     encoder_trained = book_models.train_model(run, "w_encoder", train, generator=trained,
                                                               features=features_trained)
                     summaries["encoder"] = encoder_trained.summary

@@ -84,6 +84,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_two_gloo_processes(worker, tmp_path, timeout: int):
+    """Run `worker` (argv: out dir, cache dir) under torchrun with 2 CPU processes; (out, cache) once it succeeded."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker), str(out), str(cache)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, cache
+
+
 def load_worker(path):
     spec = importlib.util.spec_from_file_location("ddp_worker", path)
     module = importlib.util.module_from_spec(spec)
@@ -110,15 +124,7 @@ def test_single_process_world_is_a_no_op(monkeypatch):
 def test_two_gloo_processes_match_one_process(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker), str(out), str(cache)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out, cache = run_two_gloo_processes(worker, tmp_path, timeout=120)
 
     info = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert [i["world"] for i in info] == [2, 2] and [i["backend"] for i in info] == ["gloo", "gloo"]
@@ -183,15 +189,7 @@ GAN_WORKER = textwrap.dedent('''
 def test_stylegan_trains_under_two_gloo_processes_in_lockstep(tmp_path):
     worker = tmp_path / "gan_worker.py"
     worker.write_text(GAN_WORKER)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(worker), str(out), str(cache)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out, cache = run_two_gloo_processes(worker, tmp_path, timeout=180)
     r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert {"d", "r1", "g", "pl", "decorr"} <= set(r0["keys"])
     for net in ("G", "D"):

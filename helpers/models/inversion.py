@@ -140,13 +140,16 @@ class Encoder(nn.Module):
 # Training
 
 
+def unit_features(features: Features, x: Tensor) -> Tensor:
+    """f(x) / ||f(x)|| per item [B, D] (float32)."""
+    f = features(x).float()
+    return f / f.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
 def feature_distance(features: Features, x: Tensor, y: Tensor) -> Tensor:
     """||f(x) / ||f(x)|| - f(y) / ||f(y)|| ||^2 per item [B]: the squared distance of unit-normalised features, in
     [0, 4], as LPIPS compares unit-normalised VGG features (its role here; the book's features are not LPIPS)."""
-    fx, fy = features(x).float(), features(y).float()
-    fx = fx / fx.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    fy = fy / fy.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    return (fx - fy).square().sum(1)
+    return (unit_features(features, x) - unit_features(features, y)).square().sum(1)
 
 
 def reconstruction_terms(G: Generator, features: Features, ws: Tensor, image: Tensor) -> tuple[Tensor, Tensor]:
@@ -303,8 +306,7 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
         noises += [block.noise_const[i] for i in range(2)]
     buffers = [block.noise_const for block in G.synthesis.blocks]
     optimizer = torch.optim.Adam([codes, *buffers], lr=cfg.lr, betas=(0.9, 0.999))
-    target_features = features(target).float().detach()
-    target_features = target_features / target_features.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    target_features = unit_features(features, target).detach()
     logs: dict[str, float] = {}
     for step in range(cfg.steps):
         t = step / cfg.steps
@@ -314,8 +316,7 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
         noisy = codes + torch.randn(codes.shape, generator=generator).to(device) * w_noise_scale
         ws = G.broadcast(noisy) if space == "w" else noisy
         out = G.synthesis(ws, noise_mode="const")
-        synth = features(out).float()
-        distance = (synth / synth.norm(dim=1, keepdim=True).clamp_min(1e-8) - target_features).square().sum(1).sum()
+        distance = (unit_features(features, out) - target_features).square().sum(1).sum()
         pixel = (out.float() - target).square().flatten(1).mean(1).sum()
         reg = noise_regularization([n for buf in buffers for n in buf])
         loss = distance + cfg.pixel_weight * pixel + cfg.noise_regularize * reg
@@ -331,6 +332,6 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
     return (G.broadcast(codes).clone() if space == "w" else codes), logs
 
 
-__all__ = ["EncoderConfig", "config_for", "MapToStyle", "Encoder", "feature_distance", "reconstruction_terms", "losses",
+__all__ = ["EncoderConfig", "config_for", "MapToStyle", "Encoder", "unit_features", "feature_distance", "reconstruction_terms", "losses",
            "training_spec", "EVALUATED_NETS", "book_spec", "ProjectorConfig", "learning_rate",
            "noise_regularization", "w_spread", "project"]
