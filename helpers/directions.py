@@ -1,0 +1,256 @@
+"""Directions in a GAN's W space: regressed from measured semantics (paper 004, Sec. 3.3-3.5), label-free baselines
+(SeFa, GANSpace), localised components (Eq. 5) and their Ward clustering (Fig. 6).
+
+- `regress_direction` is Eq. 2-3: the least-squares v with dY ~ dW v over N > d pairs of latent differences, solved by
+  `torch.linalg.lstsq` (an orthogonal factorisation), never by forming (dW^T dW)^-1. Many semantics (or every pixel of
+  a canonical map: the Jacobian of Sec. 3.5) are solved at once as the columns of dY.
+- `extrapolate` is Eq. 4: w' = w - (w^T v) v + s sigma_w v.
+- `sefa_directions` (Shen & Zhou, CVPR 2021) and `ganspace_directions` (Harkonen et al., NeurIPS 2020) need no labels:
+  the right singular vectors of the style affines' stacked weights, and the principal axes of sampled w.
+- `sparse_directions` is Eq. 5: J ~ U V^T with sparse pixel components U (S x P), unit latent directions V (d x P) and
+  a penalty on their pairwise cosines; the paper's Adam and a proximal alternating solver.
+- `ward_clusters` groups directions by Ward's linkage on the absolute cosine distance (v and -v are one direction).
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+from torch import Tensor, nn
+
+SPARSE_SOLVERS = ("adam", "proximal")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Regressed directions (Eq. 2-4)
+
+
+def regress_direction(dW: Tensor, dY: Tensor) -> Tensor:
+    """Eq. 2-3: v = argmin_v ||dY - dW v||^2 for dW [N, d] and dY [N] or [N, K] (N > d) -> v [d] or [d, K].
+
+    Solved in float64 by `torch.linalg.lstsq` (QR / SVD), the same minimiser as Eq. 3's closed form without its
+    explicit inverse. Returned in dW's dtype, not normalised (its length is the semantic's change per unit of w).
+    """
+    if dW.dim() != 2:
+        raise ValueError(f"dW must be [N, d] latent differences, got shape {tuple(dW.shape)}")
+    n, d = dW.shape
+    if dY.shape[0] != n or dY.dim() not in (1, 2):
+        raise ValueError(f"dY must be [N={n}] or [N={n}, K] semantic differences, got shape {tuple(dY.shape)}")
+    if n <= d:
+        raise ValueError(f"Eq. 3 needs more pairs than latent dimensions: N={n} pairs for d={d}")
+    rhs = dY.double()[:, None] if dY.dim() == 1 else dY.double()
+    solution = torch.linalg.lstsq(dW.double(), rhs, driver="gelsd" if dW.device.type == "cpu" else None).solution
+    v = solution[:, 0] if dY.dim() == 1 else solution
+    return v.to(dW.dtype)
+
+
+def pair_differences(w: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """The paper's N pairs (w1, w0) from 2N samples: (w[1::2] - w[0::2], y[1::2] - y[0::2])."""
+    if w.shape[0] != y.shape[0] or w.shape[0] < 2:
+        raise ValueError(f"w [{w.shape[0]}, d] and y [{y.shape[0]}, ...] must hold the same >= 2 samples")
+    n = w.shape[0] // 2 * 2
+    return w[1:n:2] - w[0:n:2], y[1:n:2] - y[0:n:2]
+
+
+def unit(v: Tensor, dim: int = 0) -> Tensor:
+    """v / ||v|| along `dim`."""
+    return v / v.norm(dim=dim, keepdim=True).clamp_min(1e-12)
+
+
+def extrapolate(w: Tensor, v: Tensor, s: Tensor | float, sigma: float, mean: float = 0.0) -> Tensor:
+    """Eq. 4: w' = w - (w^T v) v + (mean + s sigma) v for unit v: the projection on v set to `mean` + s sigma.
+
+    w [B, d], v [d] (normalised here), s a number or [B]; sigma = std of w^T v (`projection_std`). The paper's form
+    is mean = 0; `mean` = the average projection makes s = 0 the typical face when W is not centred at the origin.
+    """
+    v = unit(v)
+    s = torch.as_tensor(s, dtype=w.dtype, device=w.device)
+    target = mean + s * sigma
+    return w - (w @ v)[:, None] * v + (target[:, None] if target.dim() else target) * v
+
+
+def projection_std(w: Tensor, v: Tensor) -> float:
+    """sigma_w of Eq. 4: the standard deviation of w^T v over samples w [N, d] (v normalised)."""
+    return float((w @ unit(v)).std())
+
+
+def moving_direction(previous: Tensor | None, estimate: Tensor, momentum: float) -> Tensor:
+    """Sec. 3.4's historical moving average of a direction: unit(momentum * previous + (1 - momentum) * estimate)."""
+    estimate = unit(estimate)
+    if previous is None:
+        return estimate
+    if float(previous @ estimate) < 0:  # a regression's sign is the semantic's; keep the average on one side
+        estimate = -estimate
+    return unit(momentum * previous + (1 - momentum) * estimate)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Label-free baselines
+
+
+def style_affine_weights(synthesis: nn.Module, exclude: Iterable[nn.Module] = ()) -> list[Tensor]:
+    """The weight [channels, w_dim] of every style affine (`.affine` of each modulated conv) under `synthesis`,
+    except those inside the modules `exclude` (SeFa leaves out the to-RGB layers)."""
+    skipped = {id(m) for owner in exclude for m in owner.modules()}
+    weights = []
+    for module in synthesis.modules():
+        affine = getattr(module, "affine", None)
+        if affine is not None and id(module) not in skipped:
+            weights.append((affine.weight * affine.scale).detach().float())
+    if not weights:
+        raise ValueError("no style affines found: expected modules with an `.affine` linear layer")
+    return weights
+
+
+def sefa_directions(weights: list[Tensor], k: int | None = None) -> tuple[Tensor, Tensor]:
+    """SeFa: the top-k eigenvectors of A^T A, A the stacked affine weights with each output channel's row normalised
+    (as genforce/sefa) -> (directions [k, w_dim] unit rows, singular values [k])."""
+    a = torch.cat([w / w.norm(dim=1, keepdim=True).clamp_min(1e-12) for w in weights], 0).double()
+    _, s, vh = torch.linalg.svd(a, full_matrices=False)
+    k = vh.shape[0] if k is None else int(k)
+    return vh[:k].float(), s[:k].float()
+
+
+def ganspace_directions(w: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+    """GANSpace: the principal axes of sampled w [N, d] -> (directions [k, d] unit rows, standard deviations [k])."""
+    if w.dim() != 2 or w.shape[0] < 2:
+        raise ValueError(f"w must be [N >= 2, d] samples, got shape {tuple(w.shape)}")
+    centred = (w - w.mean(0)).double()
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    k = vh.shape[0] if k is None else int(k)
+    return vh[:k].float(), (s[:k] / (w.shape[0] - 1) ** 0.5).float()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Localised representation learning (Eq. 5)
+
+
+def sparse_objective(J: Tensor, U: Tensor, V: Tensor, alpha: float, beta: float) -> Tensor:
+    """Eq. 5: ||J - U V^T||_F^2 + alpha ||U||_1 + beta sum_{i != j} (v_i^T v_j)^2 for J [S, d], U [S, P], V [d, P]."""
+    gram = V.t() @ V
+    off = gram - torch.diag(torch.diagonal(gram))
+    return (J - U @ V.t()).pow(2).sum() + alpha * U.abs().sum() + beta * off.pow(2).sum()
+
+
+def _soft_threshold(x: Tensor, t: float) -> Tensor:
+    return torch.sign(x) * (x.abs() - t).clamp_min(0)
+
+
+def _initial_factors(J: Tensor, n_components: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Both solvers' start: random unit V (seeded) and U = J V."""
+    g = torch.Generator().manual_seed(seed)
+    V = unit(torch.randn(J.shape[1], n_components, generator=g, dtype=J.dtype).to(J.device))
+    return J @ V, V
+
+
+def _adam(J: Tensor, U: Tensor, V: Tensor, alpha: float, beta: float, steps: int, lr: float, record,
+          record_every: int) -> tuple[Tensor, Tensor]:
+    """The paper's solver: Adam on U and on V's unnormalised form (V = columns normalised), (sub)gradients of Eq. 5."""
+    u, v_raw = U.clone().requires_grad_(), V.clone().requires_grad_()
+    optimizer = torch.optim.Adam([u, v_raw], lr=lr)
+    for step in range(steps):
+        loss = sparse_objective(J, u, unit(v_raw), alpha, beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % record_every == 0 or step + 1 == steps:
+            with torch.no_grad():
+                record(u, unit(v_raw))
+    return u.detach(), unit(v_raw.detach())
+
+
+def _proximal(J: Tensor, U: Tensor, V: Tensor, alpha: float, beta: float, steps: int, record,
+              record_every: int) -> tuple[Tensor, Tensor]:
+    """Alternating updates: a proximal-gradient (ISTA) step on U with step 1 / L_U, L_U = 2 ||V^T V||_2 (the soft
+    threshold is the exact prox of alpha ||U||_1), then a gradient step on V with step 1 / L_V and the columns
+    renormalised (projection onto the constraint of Eq. 5)."""
+    for step in range(steps):
+        gram = V.t() @ V
+        lip_u = 2 * torch.linalg.matrix_norm(gram, ord=2).item()
+        U = _soft_threshold(U - (2 / lip_u) * (U @ gram - J @ V), alpha / lip_u)
+        utu = U.t() @ U
+        gram = V.t() @ V
+        off = gram - torch.diag(torch.diagonal(gram))
+        grad_v = 2 * (V @ utu - J.t() @ U) + 4 * beta * V @ off
+        lip_v = 2 * torch.linalg.matrix_norm(utu, ord=2).item() + 4 * beta * V.shape[1]
+        V = unit(V - grad_v / lip_v)
+        if (step + 1) % record_every == 0 or step + 1 == steps:
+            record(U, V)
+    return U, V
+
+
+def sparse_directions(J: Tensor, n_components: int, alpha: float, beta: float, solver: str = "proximal",
+                      steps: int = 500, lr: float = 1e-4, seed: int = 0, trace: list | None = None,
+                      record_every: int = 10) -> tuple[Tensor, Tensor]:
+    """Eq. 5 for a Jacobian J [S, d] -> (U [S, P] pixel components, V [d, P] unit latent directions).
+
+    solver "adam" is the paper's (Adam, lr 1e-4); "proximal" alternates an exact soft-threshold step on U with a
+    projected gradient step on V. Both start from the same seeded point. `trace`, if given, receives
+    (seconds, objective) every `record_every` steps (the objective's time is not counted).
+    """
+    if solver not in SPARSE_SOLVERS:
+        raise ValueError(f"solver={solver!r}: allowed values are {', '.join(map(repr, SPARSE_SOLVERS))}")
+    if J.dim() != 2 or n_components < 1 or steps < 1:
+        raise ValueError(f"need J [S, d], n_components >= 1 and steps >= 1; got J {tuple(J.shape)}, "
+                         f"n_components={n_components}, steps={steps}")
+    if alpha < 0 or beta < 0:
+        raise ValueError(f"alpha={alpha}, beta={beta}: must be >= 0")
+    U, V = _initial_factors(J, n_components, seed)
+    paused = 0.0
+    start = time.perf_counter()
+
+    def record(u: Tensor, v: Tensor) -> None:
+        nonlocal paused
+        if trace is not None:
+            t0 = time.perf_counter()
+            value = float(sparse_objective(J, u, v, alpha, beta))
+            trace.append((t0 - start - paused, value))
+            paused += time.perf_counter() - t0
+
+    if trace is not None:
+        trace.append((0.0, float(sparse_objective(J, U, V, alpha, beta))))
+        start = time.perf_counter()
+    if solver == "adam":
+        return _adam(J, U, V, alpha, beta, steps, lr, record, record_every)
+    return _proximal(J, U, V, alpha, beta, steps, record, record_every)
+
+
+def kept_components(U: Tensor, threshold: float) -> Tensor:
+    """The paper's discard rule: indices p with ||u_p|| >= threshold (0.01 in paper 004, at its scale)."""
+    return torch.nonzero(U.norm(dim=0) >= threshold).flatten()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ward clustering (Fig. 6)
+
+
+def abs_cosine_distance(V: Tensor) -> np.ndarray:
+    """Condensed distances 1 - |cos(v_i, v_j)| between the columns of V [d, P] (v and -v coincide)."""
+    v = unit(V.double(), dim=0)
+    distance = (1 - (v.t() @ v).abs()).clamp_min(0).numpy()
+    index = np.triu_indices(distance.shape[0], k=1)
+    return distance[index]
+
+
+def ward_linkage(V: Tensor) -> np.ndarray:
+    """scipy's Ward linkage matrix of the columns of V [d, P] on the absolute cosine distance (for a dendrogram)."""
+    if V.dim() != 2 or V.shape[1] < 2:
+        raise ValueError(f"V must be [d, P >= 2] directions as columns, got shape {tuple(V.shape)}")
+    return linkage(abs_cosine_distance(V), method="ward")
+
+
+def ward_clusters(V: Tensor, n_clusters: int) -> np.ndarray:
+    """Fig. 6: Ward clusters of the columns of V [d, P] on the absolute cosine distance -> labels [P] in 0..n-1."""
+    if not 1 <= n_clusters <= V.shape[1]:
+        raise ValueError(f"n_clusters={n_clusters}: must be in 1..{V.shape[1]} (the number of directions)")
+    return fcluster(ward_linkage(V), t=n_clusters, criterion="maxclust") - 1
+
+
+__all__ = [
+    "SPARSE_SOLVERS", "regress_direction", "pair_differences", "unit", "extrapolate", "projection_std",
+    "moving_direction", "style_affine_weights", "sefa_directions", "ganspace_directions", "sparse_objective",
+    "sparse_directions", "kept_components", "abs_cosine_distance", "ward_linkage", "ward_clusters",
+]
