@@ -32,6 +32,8 @@ FAMILIES: dict[str, str] = {
     "features": "helpers.models.features",
     "stylegan": "helpers.models.stylegan",
     "w_encoder": "helpers.models.inversion",
+    "semantics": "helpers.models.semantics",
+    "unsup3d": "helpers.models.unsup3d",
 }
 
 

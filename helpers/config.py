@@ -84,7 +84,7 @@ def _families(**rows: tuple[int, int, int, int] | Family) -> dict[str, Family]:
 #   sae       Swapping Autoencoder (000/002) l2s       Latents2Segments fine-tuning (000)
 #   segmenter supervised baseline (000)      features  feature network for Frechet distances (002)
 #   stylegan  StyleGAN2 generator (004/003)  w_encoder  W+ encoder of the StyleGAN2 (003)
-#   unsup3d   3D decomposition (004)
+#   unsup3d   3D decomposition (004)          semantics  supervised pose/light regressor (004)
 #   flow      RealNVP W+ -> W* (003)         classifier attribute classifiers on latents (003)
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -96,7 +96,8 @@ PROFILES: dict[str, Profile] = {
             sae=Family(32, 2, 20, 8, ema=2000.0, model={"lambda_l1": 3.0}),
             l2s=Family(32, 2, 20, 8, ema=2000.0, model={"l1_weights": "region_balanced"}),
             segmenter=(32, 4, 20, 8), features=(32, 8, 20, 32), stylegan=Family(32, 8, 20, 8, ema=500.0),
-            w_encoder=(32, 4, 10, 8), unsup3d=(32, 8, 20, 8), flow=(32, 64, 20, 16), classifier=(32, 64, 20, 64),
+            w_encoder=(32, 4, 10, 8), unsup3d=(32, 8, 20, 8), semantics=(32, 4, 20, 32), flow=(32, 64, 20, 16),
+            classifier=(32, 64, 20, 64),
         ),
     ),
     # The cpu rows are chosen from learning curves against wall-clock seconds on 2 cores (data_scripts/
@@ -114,7 +115,8 @@ PROFILES: dict[str, Profile] = {
             features=Family(64, 16, 400, 64, precision="fp32", channels_last=False),
             stylegan=Family(32, 64, 4000, 16, ema=5000.0, model={"pl_weight": 0.0}),
             w_encoder=Family(32, 16, 1800, 16, lr=1e-3),
-            unsup3d=(64, 32, 2000, 32), flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
+            unsup3d=(32, 32, 800, 32), semantics=Family(32, 16, 600, 64, precision="fp32", channels_last=False),
+            flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
         ),
     ),
     "gpu": Profile(
@@ -124,7 +126,8 @@ PROFILES: dict[str, Profile] = {
             mask_vae=(128, 64, 20000, 32), sis=(128, 64, 20000, 16), sae=(128, 32, 30000, 16),
             l2s=(128, 32, 15000, 16), segmenter=(128, 32, 15000, 16), features=(128, 32, 5000, 64),
             stylegan=Family(128, 512, 5000, 32, ema=10000.0, model={"channel_base": 16384, "mapping_layers": 8}),
-            w_encoder=(128, 64, 5000, 16), unsup3d=(64, 64, 30000, 64), flow=(128, 512, 20000, 8),
+            w_encoder=(128, 64, 5000, 16), unsup3d=(64, 64, 30000, 64), semantics=(64, 32, 5000, 64),
+            flow=(128, 512, 20000, 8),
             classifier=(128, 512, 5000, 256),
         ),
     ),
@@ -135,7 +138,7 @@ PROFILES: dict[str, Profile] = {
             mask_vae=(256, 128, 200000, 16), sis=(256, 64, 200000, 16), sae=(128, 32, 500000, 16),
             l2s=(128, 32, 100000, 4), segmenter=(128, 64, 100000, 4), features=(128, 64, 20000, 64),
             stylegan=Family(256, 512, 390625, 64, ema=20000.0), w_encoder=(256, 64, 500000, 8),
-            unsup3d=(64, 64, 60000, 64), flow=(256, 512, 200000, 8),
+            unsup3d=(64, 64, 60000, 64), semantics=(64, 32, 20000, 64), flow=(256, 512, 200000, 8),
             classifier=(256, 2048, 20000, 256),
         ),
     ),

@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from helpers import render
+from helpers.data.synthfaces import SynthFaces
+from helpers.models import semantics, stylegan, unsup3d
+from helpers.train import train
+
+
+def small_config(**changes):
+    return unsup3d.Unsup3dConfig(**{"resolution": 16, "width": 4, "zdim": 8, **changes})
+
+
+def test_decomposition_shapes_and_ranges():
+    torch.manual_seed(0)
+    model = unsup3d.Unsup3d(small_config(mutual=0.5))
+    image = torch.rand(3, 3, 16, 16)
+    parts = model.decompose(image)
+    assert parts["depth"].shape == (3, 1, 16, 16) and parts["albedo"].shape == (3, 3, 16, 16)
+    assert parts["light"].shape == (3, 8) and parts["view"].shape == (3, 6)
+    assert parts["depth"].min() >= 0.9 and parts["depth"].max() <= 1.1
+    border = parts["depth"].detach()[..., 0, :]
+    assert torch.allclose(border, torch.full_like(border, 0.7 * 1.1 + 0.3 * 0.9))  # unsup3d's border
+    assert parts["albedo"].min() >= 0 and parts["albedo"].max() <= 1
+    assert parts["light"][:, :6].min() >= 0 and parts["light"][:, :6].max() <= 1
+    assert parts["view"][:, :3].abs().max() <= math.radians(60) + 1e-6
+    assert torch.all(parts["view"][:, 5] == 0)  # z translation range 0, as unsup3d's faces
+    assert model.semantics(parts).shape == (3, len(semantics.SEMANTIC_NAMES))
+    assert model.confidence(image).shape == (3, 2, 16, 16)
+    assert model.confidence(image, image.flip(0)).shape == (3, 2, 16, 16)
+    with pytest.raises(ValueError, match="mutual"):
+        unsup3d.Unsup3d(small_config()).confidence(image, image)
+
+
+def test_canonical_image_is_albedo_times_coloured_lambert_shading():
+    depth = torch.ones(1, 1, 8, 8)  # a frontal plane: n = (0, 0, -1)
+    albedo = torch.full((1, 3, 8, 8), 0.5)
+    light = torch.tensor([[0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.0, 0.0]])  # frontal light: n . l = 1
+    image = unsup3d.canonical_image(depth, albedo, light)
+    expected = 0.5 * (torch.tensor([0.2, 0.3, 0.4]) + 0.5)
+    assert torch.allclose(image[0, :, 4, 4], expected, atol=1e-5)
+
+
+def test_reconstruct_at_the_identity_view_returns_the_canonical_image():
+    torch.manual_seed(1)
+    depth = 1 + 0.02 * torch.randn(2, 1, 16, 16)
+    albedo = torch.rand(2, 3, 16, 16)
+    light = torch.tensor([[0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.2, -0.1]]).repeat(2, 1)
+    out = unsup3d.reconstruct(depth, albedo, light, torch.zeros(2, 6))
+    canon = unsup3d.canonical_image(depth, albedo, light)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    assert torch.allclose(out["image"][inner], canon[inner], atol=1e-3)
+    assert torch.allclose(out["depth"][inner], depth[inner], atol=1e-3)
+    assert out["mask"][inner].min() == 1
+
+
+def test_photometric_loss_known_value_and_mask():
+    image, target = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    sigma = torch.full((1, 1, 2, 2), 2.0)
+    mask = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    value = unsup3d.photometric_loss(image, target, mask, sigma)
+    assert float(value) == pytest.approx(0.5 * math.sqrt(2) / 2 + math.log(2))
+
+
+def test_side_and_mad_are_zero_for_the_truth_and_side_ignores_scale():
+    torch.manual_seed(2)
+    depth = 1 + 0.05 * torch.rand(2, 1, 12, 12)
+    mask = torch.ones(2, 1, 12, 12)
+    assert torch.allclose(unsup3d.scale_invariant_depth_error(depth, depth, mask), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(unsup3d.scale_invariant_depth_error(1.3 * depth, depth, mask), torch.zeros(2), atol=1e-6)
+    flat = torch.ones(2, 1, 12, 12)
+    assert torch.allclose(unsup3d.mean_angle_deviation(depth, depth, mask), torch.zeros(2), atol=1e-3)
+    assert unsup3d.mean_angle_deviation(depth, flat, mask).min() > 0.1
+    # SIDE of a known log error: delta = +-0.1 on half the pixels each -> std 0.1
+    shifted = depth * torch.where(torch.arange(12) < 6, math.exp(0.1), math.exp(-0.1)).view(1, 1, 1, 12)
+    assert torch.allclose(unsup3d.scale_invariant_depth_error(shifted, depth, mask), torch.full((2,), 0.1), atol=1e-5)
+    square = torch.zeros(1, 1, 6, 6)
+    square[..., 1:5, 1:5] = 1
+    eroded = unsup3d.evaluation_mask(square, erode=1)
+    assert eroded.sum() == 4 and eroded[0, 0, 2:4, 2:4].sum() == 4
+
+
+def test_true_semantics_of_synthfaces_match_the_light_and_view():
+    batch = SynthFaces(resolution=16, length=4, seed=0).annotations(range(4))
+    y = semantics.true_semantics(batch["view"], batch["light"])
+    assert y.shape == (4, 14)
+    assert torch.allclose(y[:, 0], torch.rad2deg(batch["view"][:, 0]))
+    assert torch.allclose(y[:, 6:9], batch["light"][:, 0:1] * batch["light"][:, 5:8])
+    direction = render.light_direction(y[:, 12], y[:, 13])
+    assert torch.allclose(direction, batch["light"][:, 2:5], atol=1e-5)
+
+
+def test_yaw_direction_recovers_a_linear_yaw_from_its_buffer():
+    g = torch.Generator().manual_seed(0)
+    state = unsup3d.YawDirection(w_dim=8, capacity=64)
+    v_true = torch.randn(8, generator=g)
+    for _ in range(4):
+        w = torch.randn(16, 8, generator=g)
+        state.remember(w, w @ v_true)
+    assert not state.ready
+    state.update(momentum=0.995)
+    assert state.ready
+    assert float(state.v @ (v_true / v_true.norm())) > 0.999
+    assert float(state.std) > 0
+
+
+def test_training_runs_every_branch_and_resumes_from_the_cache(tmp_path):
+    torch.manual_seed(0)
+    G = stylegan.Generator(stylegan.scaled_config(16, 8, 4))
+    cfg = small_config(mutual=0.5, yaw_augment=0.25, augment_every=2)
+    gens = unsup3d.Generations(G)
+    spec = unsup3d.training_spec(cfg, gens, steps=6, batch_size=4, seed=0, precision="fp32")
+    trained = train(spec, cache_dir=tmp_path, progress=False)
+    assert set(trained.nets) == {"unsup3d", "yaw_direction"}
+    assert trained.nets["yaw_direction"].filled > 0
+    assert all(math.isfinite(v) for v in trained.history["l1"])
+    again = train(unsup3d.training_spec(cfg, gens, steps=6, batch_size=4, seed=0, precision="fp32"),
+                  cache_dir=tmp_path, progress=False)
+    assert again.from_cache
+    for a, b in zip(trained.nets["unsup3d"].parameters(), again.nets["unsup3d"].parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="px"):
+        unsup3d.training_spec(small_config(resolution=32), gens, steps=1, batch_size=4, seed=0)
+
+
+def test_generations_accept_filters_and_is_deterministic():
+    G = stylegan.Generator(stylegan.scaled_config(16, 8, 4))
+    assert unsup3d.Generations(G, resolution=8).sample(2, torch.device("cpu"))[1].shape == (2, 3, 8, 8)
+    keep_bright = unsup3d.Generations(G, accept=lambda x: (x.mean(dim=(1, 2, 3)) > 0.5).float())
+    torch.manual_seed(3)
+    w, images = keep_bright.sample(5, torch.device("cpu"))
+    assert w.shape == (5, G.cfg.w_dim) and images.shape == (5, 3, 16, 16)
+    assert torch.all(images.mean(dim=(1, 2, 3)) > 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(keep_bright.sample(5, torch.device("cpu"))[0], w)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="resolution"):
+        unsup3d.Unsup3dConfig(resolution=48)
+    with pytest.raises(ValueError, match="mutual"):
+        unsup3d.Unsup3dConfig(mutual=1.5)
