@@ -13,12 +13,17 @@ chapter's); segmenter mean and smallest ROI F1; features attribute accuracy; sty
 held-out real faces and samples of the averaged generator in the book's attribute-feature space (`helpers.models.
 features`, trained at the GAN's resolution and cached; NOT the FID), with the real-vs-real floor of that distance;
 w_encoder (the W+ encoder of the profile's StyleGAN2) the feature distance and pixel MSE between held-out real faces
-and their reconstructions G(E(x)), and the W+ recovery error on generated faces (MSE relative to the codes' spread).
+and their reconstructions G(E(x)), and the W+ recovery error on generated faces (MSE relative to the codes' spread);
+semantics (the supervised pose/light regressor) the mean absolute yaw and pitch errors in degrees; unsup3d (trained on
+generations of the profile's decorrelated StyleGAN2) the scale-invariant depth error (SIDE) and mean angle deviation
+(MAD, degrees) of its view depth on held-out SynthFaces renders, and the correlation of its yaw and pitch with the
+true ones.
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
     python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
     python data_scripts/learning_curves.py --family mask_vae --variant "eq1:weights=eq1" --variant "isqrt:weights=inverse_sqrt"
     python data_scripts/learning_curves.py --family stylegan --variant "w128:width=128,steps=600"
+    python data_scripts/learning_curves.py --family unsup3d --variant "w32:width=32,steps=800,lr=5e-4"
     python data_scripts/learning_curves.py --family sae --plot-only
 
 Run one at a time on an otherwise idle machine: the seconds are the measurement.
@@ -39,14 +44,16 @@ from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
 from helpers.models import features as ft
-from helpers.models import inversion, l2s, sae, segmenter, sis, stylegan
+from helpers.models import inversion, l2s, sae, segmenter, semantics, sis, stylegan, unsup3d
 from helpers.models import mask_vae as mv
 from helpers.train import train
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder", "semantics", "unsup3d")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
-          "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance"}
+          "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
+          "unsup3d": "side"}
+KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -94,7 +101,7 @@ class Family:
         res = run.profile.family(family).resolution
         self.train, self.test = helen_label_splits("synthfaces", None, res, run.profile.train_size,
                                                    run.profile.test_size, run.seed,
-                                                   keys=("image", "labels", "attributes"))
+                                                   keys=KEYS.get(family, ("image", "labels", "attributes")))
         self.test = {k: v[:n_eval] for k, v in self.test.items()}
         self.num_classes = 11
         self.sae = None
@@ -120,6 +127,10 @@ class Family:
         if self.family == "w_encoder":
             cfg = replace_model(inversion.config_for(self.gan.nets["G"], row.width, **row.model), model)
             return {"generator": self.gan, "features": self.features_trained, "config": cfg}
+        if self.family == "unsup3d":
+            return {"generator": self.gan, "config": unsup3d.book_config(row, **model)}
+        if self.family == "semantics":
+            return {}
         module = {"segmenter": segmenter, "features": ft}[self.family]
         return {"config": replace_model(module.scaled_config(row.resolution, row.width), {**row.model, **model})}
 
@@ -150,6 +161,16 @@ class Family:
             return {"fd_features": self.fd_features(nets["G"])}
         if self.family == "w_encoder":
             return self.evaluate_encoder(nets["encoder"])
+        if self.family == "semantics":
+            predicted = in_chunks(nets["semantics"], image, device=device)
+            error = (predicted - semantics.true_semantics(self.test["view"], self.test["light"])).abs().mean(0)
+            return {"yaw_mae": error[0].item(), "pitch_mae": error[1].item()}
+        if self.family == "unsup3d":
+            out = unsup3d.evaluate(nets["unsup3d"].to(device), self.test)
+            truth = semantics.true_semantics(self.test["view"], self.test["light"])
+            corr = [torch.corrcoef(torch.stack([out["semantics"][:, i], truth[:, i]]))[0, 1].item() for i in (0, 1)]
+            return {"side": out["side"].mean().item(), "mad": out["mad"].mean().item(), "yaw_corr": corr[0],
+                    "pitch_corr": corr[1]}
         return self.evaluate_l2s(nets["sae"])
 
     def with_feature_net(self, base: config.RunConfig) -> str:
@@ -209,7 +230,7 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery")
+    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery", "pitch_mae", "mad", "yaw_corr")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], [METRIC[family], *extra]):
@@ -233,7 +254,7 @@ def plot(path: Path, family: str) -> Path:
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
     metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "pixel_mse",
-                                                    "w_recovery")
+                                                    "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr")
                                         if any(m in v["curve"] for v in data["variants"].values())]
     lines = ["| variant | trained as | seconds | " + " | ".join(metrics_shown) + " |",
              "|---|---|---|" + "---|" * len(metrics_shown)]
@@ -275,6 +296,12 @@ def main(argv=None) -> int:
         print(data_note)
     if args.family == "w_encoder":
         family.gan = book_models.train_model(base, "stylegan", family.train)
+        print(family.gan.summary)
+    if args.family == "unsup3d":  # chapter 04's generator: the decorrelated StyleGAN2 of the profile, on its data
+        gan_train = helen_label_splits("synthfaces", None, base.profile.family("stylegan").resolution,
+                                       base.profile.train_size, base.profile.test_size, base.seed)[0]
+        decorrelated = dataclasses.replace(stylegan.book_config(base.profile.family("stylegan")), decorrelation=1.0)
+        family.gan = book_models.train_model(base, "stylegan", gan_train, config=decorrelated)
         print(family.gan.summary)
     data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
     data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)

@@ -29,33 +29,13 @@ from pathlib import Path
 
 import torch
 
-from helpers import book_models, config, metrics
+from helpers import book_models, config
 from helpers.data.splits import helen_label_splits
 from helpers.inference import in_chunks
 from helpers.models import inversion, stylegan
 
 PAPER_TABLE1 = {"FFHQ 256": {"fid": (25.49, 15.57), "ppl": (34.24, 20.23)},
                 "CASIA 96x112": {"fid": (11.85, 9.96), "ppl": (15.26, 12.30)}}
-
-
-def real_features(feature_net, real_test, real_train, device) -> tuple[torch.Tensor, float]:
-    """Features of the held-out faces and the real-vs-real floor of the distance (as many training faces)."""
-    f_real = in_chunks(feature_net.features, real_test, device=device)
-    f_train = in_chunks(feature_net.features, real_train[:len(real_test)], device=device)
-    return f_real, metrics.feature_frechet_distance(f_real, f_train)
-
-
-def gan_measures(G, feature_net, f_real, floor: float, device, n_ppl: int) -> dict[str, float]:
-    """Feature-space Fréchet distance (beside its floor), feature-space PPL (W, end) and the decorrelation statistics."""
-    z = torch.randn(len(f_real), G.cfg.z_dim, generator=torch.Generator().manual_seed(123))
-    fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=device)
-    fd = metrics.feature_frechet_distance(f_real, in_chunks(feature_net.features, fakes, device=device))
-    ppl = metrics.path_length_w_end(G.mapping, lambda w: G.synthesis(G.broadcast(w), noise_mode="const"),
-                                    feature_net.features, G.cfg.z_dim, n_ppl,
-                                    generator=torch.Generator().manual_seed(321), device=device)
-    w = G.mapping(torch.randn(4096, G.cfg.z_dim, generator=torch.Generator().manual_seed(7)).to(device))
-    return {"fd_features": fd, "fd_features_floor": floor, "ppl_w_end_features": ppl,
-            **stylegan.decorrelation_statistics(w.cpu())}
 
 
 def save_grid(G, path: Path, device) -> None:
@@ -149,7 +129,7 @@ def main(argv=None) -> int:
                                    "features": dataclasses.replace(run.family("features"), resolution=row.resolution)}))
         features_trained = book_models.train_model(features_run, "features", train)
         feature_net = features_trained.nets["features"].to(run.device)
-        f_real, floor = real_features(feature_net, test["image"], train["image"], run.device)
+        f_real, floor = stylegan.real_features(feature_net, test["image"], train["image"], run.device)
         plain_cfg = dataclasses.replace(stylegan.book_config(row), decorrelation=0.0)
         samples = max(plain_cfg.decorrelation_samples, 2 * plain_cfg.w_dim)
         decorrelated_cfg = dataclasses.replace(plain_cfg, decorrelation=1.0, decorrelation_samples=samples)
@@ -158,7 +138,7 @@ def main(argv=None) -> int:
             summaries[f"{variant} seed {seed}"] = trained.summary
             print(trained.summary, flush=True)
             G = trained.nets["G"].to(run.device)
-            table[(variant, seed)] = gan_measures(G, feature_net, f_real, floor, run.device, args.n_ppl)
+            table[(variant, seed)] = stylegan.table1_measures(G, feature_net, f_real, floor, args.n_ppl, run.device)
             print(variant, seed, table[(variant, seed)], flush=True)
             if seed == int(args.seeds.split(",")[0]):
                 save_grid(G, out / f"samples_{variant}.png", run.device)

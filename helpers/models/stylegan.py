@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import metrics
 from ..data.memory import InMemory
+from ..inference import in_chunks
 from ..train import Phase, TrainSpec
 from .gan import ada_r1_gamma, lazy_adam, non_saturating, path_length_penalty, path_lengths, r1_penalty
 from .layers import (EqualConv2d, EqualLinear, ModulatedConv2d, ResDownBlock, StyledConv, from_rgb_lrelu, lrelu,
@@ -333,6 +335,33 @@ def decorrelation_statistics(w: Tensor) -> dict[str, float]:
 # Sampling and losses
 
 
+@torch.no_grad()
+def real_features(features: nn.Module, real_test: Tensor, real_train: Tensor,
+                  device: torch.device | str) -> tuple[Tensor, float]:
+    """Features of held-out real faces, and the real-vs-real floor of the feature-space Fréchet distance (against as
+    many training faces): the reference of Table 1's analog."""
+    f_real = in_chunks(features.features, real_test, device=device)
+    f_train = in_chunks(features.features, real_train[:len(real_test)], device=device)
+    return f_real, metrics.feature_frechet_distance(f_real, f_train)
+
+
+@torch.no_grad()
+def table1_measures(G: Generator, features: nn.Module, f_real: Tensor, floor: float, n_ppl: int,
+                    device: torch.device | str) -> dict[str, float]:
+    """Paper 004's Table 1 in the book's attribute-feature space (not FID, not VGG-PPL): the Fréchet distance of as
+    many samples (const noise) as real features `f_real`, beside its floor; PPL (W, endpoints, eps 1e-4, 1-99 % trim)
+    over `n_ppl` pairs; and what Eq. 1 targets, mean |rho| and the variance spread of 4096 w."""
+    z = torch.randn(len(f_real), G.cfg.z_dim, generator=torch.Generator().manual_seed(123))
+    fakes = in_chunks(lambda z: G(z, noise_mode="const"), z, device=device)
+    fd = metrics.feature_frechet_distance(f_real, in_chunks(features.features, fakes, device=device))
+    ppl = metrics.path_length_w_end(G.mapping, lambda w: G.synthesis(G.broadcast(w), noise_mode="const"),
+                                    features.features, G.cfg.z_dim, n_ppl,
+                                    generator=torch.Generator().manual_seed(321), device=device)
+    w = G.mapping(torch.randn(4096, G.cfg.z_dim, generator=torch.Generator().manual_seed(7)).to(device))
+    return {"fd_features": fd, "fd_features_floor": floor, "ppl_w_end_features": ppl,
+            **decorrelation_statistics(w.cpu())}
+
+
 def sample_ws(G: Generator, batch: int, mixing: float, device: torch.device, update_w_avg: bool = False) -> Tensor:
     """W+ codes of a training batch: w = F(z) broadcast to every layer and, with probability `mixing`, the layers from
     a random cutoff in [1, num_ws) on taken from a second w (style mixing; one cutoff per batch, as stylegan2-ada)."""
@@ -436,6 +465,6 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: StyleGAN
 __all__ = [
     "NOISE_MODES", "StyleGANConfig", "paper_config", "scaled_config", "normalize_2nd_moment", "MappingNetwork", "ToRGB",
     "SynthesisBlock", "SynthesisNetwork", "Generator", "Discriminator", "build", "decorrelation_loss",
-    "decorrelation_statistics", "sample_ws", "losses", "optimizers", "training_spec", "EVALUATED_NETS", "book_config",
-    "book_spec",
+    "decorrelation_statistics", "real_features", "table1_measures", "sample_ws", "losses", "optimizers",
+    "training_spec", "EVALUATED_NETS", "book_config", "book_spec",
 ]

@@ -57,6 +57,7 @@ class Unsup3dConfig:
     resolution: int = 64
     width: int = 64  # unsup3d's nf: channels of the first layer, doubled per level up to 8 x width
     zdim: int = 256  # bottleneck of the depth and albedo networks
+    depth_resolution: int | None = None  # None: unsup3d's full-resolution depth; else decoded at this size, upsampled
     rotation_range: float = 60.0  # degrees: the tanh bounds |yaw|, |pitch|, |roll| by this
     xy_translation_range: float = 0.1
     z_translation_range: float = 0.0
@@ -75,6 +76,10 @@ class Unsup3dConfig:
         errors = []
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
             errors.append(f"resolution={self.resolution}: must be a power of two >= 16")
+        if self.depth_resolution is not None and not (4 <= self.depth_resolution <= self.resolution and
+                                                      self.depth_resolution & (self.depth_resolution - 1) == 0):
+            errors.append(f"depth_resolution={self.depth_resolution}: must be None or a power of two in "
+                          f"4..resolution")
         if self.width < 1 or self.zdim < 1:
             errors.append(f"width={self.width}, zdim={self.zdim}: must be >= 1")
         if not 0 <= self.mutual <= 1 or not 0 <= self.yaw_augment < 1:
@@ -127,11 +132,14 @@ class Encoder(nn.Module):
 
 class EncoderDecoder(nn.Module):
     """unsup3d's EDDeconv: GroupNorm/LeakyReLU encoder to a zdim code at 1 x 1, a transposed-conv decoder with
-    GroupNorm/ReLU back to full resolution, a 5x5 output conv (no activation: the caller applies its own)."""
+    GroupNorm/ReLU back to `out_resolution` (default: the input's), a 5x5 output conv (no activation: the caller
+    applies its own), then bilinear upsampling to the input's resolution where `out_resolution` is smaller."""
 
-    def __init__(self, cin: int, cout: int, resolution: int, width: int, zdim: int):
+    def __init__(self, cin: int, cout: int, resolution: int, width: int, zdim: int, out_resolution: int | None = None):
         super().__init__()
         levels = _levels(resolution)
+        self.resolution = resolution
+        skipped = levels - _levels(out_resolution or resolution)
         enc: list[nn.Module] = []
         c = cin
         for level in range(levels):
@@ -143,7 +151,7 @@ class EncoderDecoder(nn.Module):
             c = cnext
         enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU()]
         dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1), nn.ReLU()]
-        for level in reversed(range(levels)):
+        for level in reversed(range(skipped, levels)):
             cnext = _channels(width, level - 1) if level else width
             dec += [nn.ConvTranspose2d(c, cnext, 4, 2, 1), nn.GroupNorm(group_count(cnext, 16), cnext), nn.ReLU(),
                     nn.Conv2d(cnext, cnext, 3, 1, 1), nn.GroupNorm(group_count(cnext, 16), cnext), nn.ReLU()]
@@ -152,7 +160,10 @@ class EncoderDecoder(nn.Module):
         self.net = nn.Sequential(*enc, *dec)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).float()
+        out = self.net(x).float()
+        if out.shape[-1] != self.resolution:
+            out = F.interpolate(out, size=self.resolution, mode="bilinear", align_corners=False)
+        return out
 
 
 class YawDirection(nn.Module):
@@ -204,7 +215,7 @@ class Unsup3d(nn.Module):
         super().__init__()
         self.cfg = cfg
         r, w = cfg.resolution, cfg.width
-        self.depth_net = EncoderDecoder(3, 1, r, w, cfg.zdim)
+        self.depth_net = EncoderDecoder(3, 1, r, w, cfg.zdim, cfg.depth_resolution)
         self.albedo_net = EncoderDecoder(3, 3, r, w, cfg.zdim)
         self.light_net = Encoder(3, 8, r, w)
         self.view_net = Encoder(3, 6, r, w)
