@@ -3,7 +3,8 @@
 
 - `regress_direction` is Eq. 2-3: the least-squares v with dY ~ dW v over N > d pairs of latent differences, solved by
   `torch.linalg.lstsq` (an orthogonal factorisation), never by forming (dW^T dW)^-1. Many semantics (or every pixel of
-  a canonical map: the Jacobian of Sec. 3.5) are solved at once as the columns of dY.
+  a canonical map: the Jacobian of Sec. 3.5) are solved at once as the columns of dY; `projected_standard_error`
+  is the noise level of its solution.
 - `extrapolate` is Eq. 4: w' = w - (w^T v) v + s sigma_w v.
 - `sefa_directions` (Shen & Zhou, CVPR 2021) and `ganspace_directions` (Harkonen et al., NeurIPS 2020) need no labels:
   the right singular vectors of the style affines' stacked weights, and the principal axes of sampled w.
@@ -45,6 +46,20 @@ def regress_direction(dW: Tensor, dY: Tensor) -> Tensor:
     solution = torch.linalg.lstsq(dW.double(), rhs, driver="gelsd" if dW.device.type == "cpu" else None).solution
     v = solution[:, 0] if dY.dim() == 1 else solution
     return v.to(dW.dtype)
+
+
+def projected_standard_error(dW: Tensor, dY: Tensor) -> Tensor:
+    """Standard error of Eq. 3's v^T u for a random unit u, per column of dY [N] or [N, K] -> [] or [K].
+
+    With residual variance s^2 = ||dY - dW v||^2 / (N - d), Cov(v) = s^2 (dW^T dW)^-1, and a random unit u sees on
+    average s^2 tr((dW^T dW)^-1) / d: the noise level of one pixel of a regressed Jacobian along a unit direction.
+    """
+    n, d = dW.shape
+    v = regress_direction(dW, dY)
+    residual = dY.double() - dW.double() @ v.double()
+    variance = residual.pow(2).sum(0) / (n - d)
+    trace = torch.linalg.inv(dW.double().t() @ dW.double()).diagonal().sum()
+    return (variance * trace / d).sqrt().to(dW.dtype)
 
 
 def pair_differences(w: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -35,6 +35,26 @@ def test_regress_direction_rejects_too_few_pairs_and_bad_shapes():
         directions.regress_direction(torch.randn(20), torch.randn(20))
 
 
+def test_projected_standard_error_matches_the_spread_of_repeated_regressions():
+    g = torch.Generator().manual_seed(3)
+    d, n, sigma = 6, 120, 0.5
+    dW = torch.randn(n, d, generator=g, dtype=torch.float64)
+    v_true = torch.randn(d, dtype=torch.float64, generator=g)
+    u = directions.unit(torch.randn(d, 400, dtype=torch.float64, generator=g))  # random unit directions
+    errors, predicted = [], []
+    for _ in range(300):
+        dY = dW @ v_true + sigma * torch.randn(n, dtype=torch.float64, generator=g)
+        errors.append((directions.regress_direction(dW, dY) - v_true) @ u)
+        predicted.append(directions.projected_standard_error(dW, dY))
+    empirical = torch.stack(errors).std()
+    expected = sigma * (torch.linalg.inv(dW.t() @ dW).diagonal().sum() / d).sqrt()
+    assert torch.stack(predicted).mean() == pytest.approx(expected.item(), rel=0.05)
+    assert empirical == pytest.approx(expected.item(), rel=0.1)
+    many = directions.projected_standard_error(dW, torch.stack([dW @ v_true, 2 * dW @ v_true + torch.randn(
+        n, dtype=torch.float64, generator=g)], 1))
+    assert many.shape == (2,) and many[0] < 1e-6 < many[1]
+
+
 def test_extrapolate_sets_the_projection_to_s_sigma():
     g = torch.Generator().manual_seed(1)
     w = torch.randn(5, 6, generator=g)
