@@ -134,6 +134,18 @@ def test_sparse_solvers_lower_the_objective_and_keep_unit_directions(solver):
     assert all(t1 >= t0 for (t0, _), (t1, _) in zip(trace, trace[1:]))
 
 
+def test_proximal_solver_reaches_adams_objective_in_a_tenth_of_its_steps():
+    J, _, _ = _sparse_problem(seed=2)
+    J = J + 0.05 * torch.randn(J.shape, generator=torch.Generator().manual_seed(3), dtype=J.dtype)
+    adam, proximal = [], []
+    directions.sparse_directions(J, 6, alpha=0.2, beta=1.0, solver="adam", steps=3000, lr=1e-2, trace=adam,
+                                 record_every=3000)
+    directions.sparse_directions(J, 6, alpha=0.2, beta=1.0, solver="proximal", steps=300, trace=proximal,
+                                 record_every=300)
+    assert proximal[0][1] == adam[0][1]  # the same start
+    assert proximal[-1][1] <= adam[-1][1] * (1 + 1e-3)
+
+
 def test_proximal_solver_recovers_disjoint_components():
     J, U_true, V_true = _sparse_problem(seed=3)
     U, V = directions.sparse_directions(J, 4, alpha=0.01, beta=1.0, solver="proximal", steps=2000, seed=1)
