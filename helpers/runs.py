@@ -78,11 +78,12 @@ class Run:
         return item
 
     def claims_markdown(self) -> str:
-        """The closing claims table as Markdown."""
+        """The closing claims table as Markdown (a "|" inside a cell, as in |yaw|, is escaped)."""
         rows = ["| id | claim | paper | ours | criterion | reproduced |", "|---|---|---|---|---|---|"]
         for c in self.claims:
-            rows.append(f"| `{c['id']}` | {c['claim']} | {_fmt(c['paper'])} | {_fmt(c['ours'])} | {c['criterion']} "
-                        f"| {'yes' if c['reproduced'] else '**no**'} |")
+            cells = (c["claim"], _fmt(c["paper"]), _fmt(c["ours"]), c["criterion"])
+            rows.append(f"| `{c['id']}` | " + " | ".join(str(x).replace("|", "\\|") for x in cells)
+                        + f" | {'yes' if c['reproduced'] else '**no**'} |")
         return "\n".join(rows)
 
     def show_claims(self) -> None:

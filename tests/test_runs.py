@@ -113,6 +113,11 @@ def test_claims_markdown(run):
     ])
 
 
+def test_claims_markdown_escapes_pipes_inside_cells(run):
+    run.claim("abs", "error on |yaw| > 30°", paper="|x|", ours=1.0, criterion="lower", reproduced=True)
+    assert run.claims_markdown().splitlines()[-1] == "| `abs` | error on \\|yaw\\| > 30° | \\|x\\| | 1 | lower | yes |"
+
+
 def test_flatten():
     assert runs.flatten({"a": {"b": {"c": 1}, "d": [1, 2]}, "e": 3.5}) == {"a/b/c": 1, "a/d": [1, 2], "e": 3.5}
     assert runs.flatten({}) == {}
