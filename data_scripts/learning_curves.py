@@ -166,11 +166,8 @@ class Family:
             error = (predicted - semantics.true_semantics(self.test["view"], self.test["light"])).abs().mean(0)
             return {"yaw_mae": error[0].item(), "pitch_mae": error[1].item()}
         if self.family == "unsup3d":
-            out = unsup3d.evaluate(nets["unsup3d"].to(device), self.test)
-            truth = semantics.true_semantics(self.test["view"], self.test["light"])
-            corr = [torch.corrcoef(torch.stack([out["semantics"][:, i], truth[:, i]]))[0, 1].item() for i in (0, 1)]
-            return {"side": out["side"].mean().item(), "mad": out["mad"].mean().item(), "yaw_corr": corr[0],
-                    "pitch_corr": corr[1]}
+            out = unsup3d.scores(nets["unsup3d"].to(device), self.test)
+            return {k: out[k] for k in ("side", "mad", "yaw_corr", "pitch_corr")}
         return self.evaluate_l2s(nets["sae"])
 
     def with_feature_net(self, base: config.RunConfig) -> str:

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from .. import directions, render
 from ..train import Phase, TrainSpec
 from .mask_vae import group_count
-from .semantics import SEMANTIC_NAMES, semantics_from_parts
+from .semantics import SEMANTIC_NAMES, semantics_from_parts, true_semantics
 from .stylegan import Generator
 
 EPS = 1e-7
@@ -479,9 +479,21 @@ def evaluate(model: Unsup3d, batch: Mapping[str, Tensor], chunk: int = 64) -> di
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+@torch.no_grad()
+def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
+    """`evaluate` summarised against SynthFaces' truth ("view", "light" as well): mean SIDE and MAD, the correlation of
+    the predicted yaw and pitch with the true ones, and the predicted and true yaw per image ("yaw", "true_yaw")."""
+    out = evaluate(model, batch)
+    truth = true_semantics(batch["view"], batch["light"])
+    corr = [torch.corrcoef(torch.stack([out["semantics"][:, i], truth[:, i]]))[0, 1].item() for i in (0, 1)]
+    return {"side": out["side"].mean().item(), "mad": out["mad"].mean().item(), "yaw_corr": corr[0],
+            "pitch_corr": corr[1], "yaw": out["semantics"][:, 0], "true_yaw": truth[:, 0]}
+
+
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
     "canonical_image", "reconstruct", "photometric_loss", "Generations", "losses", "training_spec", "EVALUATED_NETS",
     "book_config", "book_spec", "scale_invariant_depth_error", "mean_angle_deviation", "evaluation_mask", "evaluate",
+    "scores",
     "SEMANTIC_NAMES",
 ]

@@ -142,3 +142,19 @@ def test_config_rejects_bad_values():
         unsup3d.Unsup3dConfig(resolution=48)
     with pytest.raises(ValueError, match="mutual"):
         unsup3d.Unsup3dConfig(mutual=1.5)
+
+
+def test_scores_summarise_evaluate_against_the_true_pose():
+    torch.manual_seed(0)
+    data = SynthFaces(resolution=16, length=6, seed=1)
+    batch = {k: torch.stack([data[i][k] for i in range(6)]) for k in ("image", "view_depth", "mask")}
+    batch.update({k: v for k, v in data.annotations(range(6)).items() if k in ("view", "light")})
+    model = unsup3d.Unsup3d(small_config()).eval()
+    out = unsup3d.scores(model, batch)
+    full = unsup3d.evaluate(model, batch)
+    assert out["side"] == pytest.approx(full["side"].mean().item())
+    assert out["mad"] == pytest.approx(full["mad"].mean().item())
+    assert torch.equal(out["yaw"], full["semantics"][:, 0])
+    assert torch.allclose(out["true_yaw"], torch.rad2deg(batch["view"][:, 0]))
+    expected = torch.corrcoef(torch.stack([out["yaw"], out["true_yaw"]]))[0, 1].item()
+    assert out["yaw_corr"] == pytest.approx(expected) and -1 <= out["pitch_corr"] <= 1
