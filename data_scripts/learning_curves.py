@@ -17,13 +17,16 @@ and their reconstructions G(E(x)), and the W+ recovery error on generated faces 
 semantics (the supervised pose/light regressor) the mean absolute yaw and pitch errors in degrees; unsup3d (trained on
 generations of the profile's decorrelated StyleGAN2) the scale-invariant depth error (SIDE) and mean angle deviation
 (MAD, degrees) of its view depth on held-out SynthFaces renders, and the correlation of its yaw and pitch with the
-true ones.
+true ones; flow (chapter 05's T: W+ -> W*, on W+ codes of unseen SynthFaces from the profile's encoder, against the
+linear classifiers it trains with) the accuracy of fresh linear SVMs on T(w) of held-out codes (80/20 of
+`--n-codes` validation codes: mean and smallest over the attributes) and the frozen classifiers' accuracy on them.
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
     python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
     python data_scripts/learning_curves.py --family mask_vae --variant "eq1:weights=eq1" --variant "isqrt:weights=inverse_sqrt"
     python data_scripts/learning_curves.py --family stylegan --variant "w128:width=128,steps=600"
     python data_scripts/learning_curves.py --family unsup3d --variant "w32:width=32,steps=800,lr=5e-4"
+    python data_scripts/learning_curves.py --family flow --variant "paper:steps=4000" --variant "b64 lr1e-3:batch=64,lr=1e-3"
     python data_scripts/learning_curves.py --family sae --plot-only
 
 Run one at a time on an otherwise idle machine: the seconds are the measurement.
@@ -44,15 +47,16 @@ from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
 from helpers.models import features as ft
-from helpers.models import inversion, l2s, sae, segmenter, semantics, sis, stylegan, unsup3d
+from helpers.models import flow, inversion, l2s, sae, segmenter, semantics, sis, stylegan, unsup3d
 from helpers.models import mask_vae as mv
 from helpers.train import train
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder", "semantics", "unsup3d")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder", "semantics", "unsup3d",
+            "flow")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
           "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
-          "unsup3d": "side"}
+          "unsup3d": "side", "flow": "mean_accuracy"}
 KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
 
 
@@ -106,6 +110,7 @@ class Family:
         self.num_classes = 11
         self.sae = None
         self.feature_net = self.real_features = self.features_trained = self.gan = None
+        self.classifiers = self.validation_codes = None
 
     def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
         row = run.profile.family(self.family)
@@ -131,6 +136,10 @@ class Family:
             return {"generator": self.gan, "config": unsup3d.book_config(row, **model)}
         if self.family == "semantics":
             return {}
+        if self.family == "flow":
+            dim = self.train["code"].shape[1]
+            return {"classifiers": self.classifiers,
+                    "config": flow.FlowConfig(dim=dim, hidden=row.width, **{**row.model, **model})}
         module = {"segmenter": segmenter, "features": ft}[self.family]
         return {"config": replace_model(module.scaled_config(row.resolution, row.width), {**row.model, **model})}
 
@@ -168,7 +177,33 @@ class Family:
         if self.family == "unsup3d":
             out = unsup3d.scores(nets["unsup3d"].to(device), self.test)
             return {k: out[k] for k in ("side", "mad", "yaw_corr", "pitch_corr")}
+        if self.family == "flow":
+            return self.evaluate_flow(nets["flow"])
         return self.evaluate_l2s(nets["sae"])
+
+    def with_codes(self, base: config.RunConfig, n_train: int, n_validation: int) -> str:
+        """Chapter 05's data: W+ codes of unseen faces from the profile's encoder; the classifiers trained on them."""
+        self.with_feature_net(base)
+        gan_row = base.profile.family("stylegan")
+        self.gan = book_models.train_model(base, "stylegan", self.train,
+                                           config=dataclasses.replace(stylegan.book_config(gan_row), decorrelation=0.0))
+        encoder = book_models.train_model(base, "w_encoder", self.train, generator=self.gan,
+                                          features=self.features_trained)
+        codes = inversion.labelled_codes(encoder.nets["encoder"], gan_row.resolution,
+                                         {"train": n_train, "validation": n_validation},
+                                         base.profile.train_size + base.profile.test_size, base.seed, base.device)
+        self.train, self.validation_codes = codes["train"], codes["validation"]
+        self.classifiers = book_models.train_model(base, "classifier", self.train, encoder=encoder)
+        return f"{encoder.summary}; {self.classifiers.summary}"
+
+    def evaluate_flow(self, flow) -> dict[str, float]:
+        codes, attributes = self.validation_codes["code"], self.validation_codes["attributes"]
+        with torch.no_grad():
+            w_star = flow.cpu()(codes)
+            frozen = ((self.classifiers.nets["classifier"](w_star) > 0).long() == attributes).float().mean()
+        accuracy = torch.tensor(metrics.linear_separability(w_star, attributes)["accuracy"])
+        return {"mean_accuracy": accuracy.mean().item(), "min_accuracy": accuracy.min().item(),
+                "frozen_accuracy": frozen.item()}
 
     def with_feature_net(self, base: config.RunConfig) -> str:
         """Train (or load) the feature network at the GAN's resolution; features of the held-out reals; the floor."""
@@ -227,7 +262,8 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery", "pitch_mae", "mad", "yaw_corr")
+    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery", "pitch_mae", "mad", "yaw_corr", "min_accuracy",
+                         "frozen_accuracy")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], [METRIC[family], *extra]):
@@ -251,7 +287,8 @@ def plot(path: Path, family: str) -> Path:
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
     metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "pixel_mse",
-                                                    "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr")
+                                                    "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr",
+                                                    "min_accuracy", "frozen_accuracy")
                                         if any(m in v["curve"] for v in data["variants"].values())]
     lines = ["| variant | trained as | seconds | " + " | ".join(metrics_shown) + " |",
              "|---|---|---|" + "---|" * len(metrics_shown)]
@@ -272,6 +309,7 @@ def main(argv=None) -> int:
                                                    "are rendered (e.g. resolution=32: data, evaluation and variants)")
     parser.add_argument("--evals", type=int, default=6, help="evaluations per variant (spread evenly over its steps)")
     parser.add_argument("--n-eval", type=int, default=256, help="held-out faces or masks per evaluation")
+    parser.add_argument("--n-codes", default="20000,2000", help="flow: training and validation W+ codes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="book/figures/curves")
     parser.add_argument("--cache-dir", default=None, help="checkpoint cache (default: the book's)")
@@ -294,6 +332,9 @@ def main(argv=None) -> int:
     if args.family == "w_encoder":
         family.gan = book_models.train_model(base, "stylegan", family.train)
         print(family.gan.summary)
+    if args.family == "flow":
+        data_note = family.with_codes(base, *(int(n) for n in args.n_codes.split(",")))
+        print(data_note)
     if args.family == "unsup3d":  # chapter 04's generator: the decorrelated StyleGAN2 of the profile, on its data
         gan_train = helen_label_splits("synthfaces", None, base.profile.family("stylegan").resolution,
                                        base.profile.train_size, base.profile.test_size, base.seed)[0]
@@ -312,7 +353,7 @@ def main(argv=None) -> int:
         trained = train(spec, device=run.device, retrain=True, cache_dir=args.cache_dir)
         data["variants"][name] = {"row": dataclasses.asdict(run.profile.family(args.family)), "model": model,
                                   "options": extra, "summary": trained.summary, "curve": trained.curve}
-        if args.family in ("stylegan", "w_encoder"):  # the distance's feature network (and floor), per resolution
+        if args.family in ("stylegan", "w_encoder", "flow"):  # the feature network and floor; the flow's codes
             data["variants"][name]["feature_net"] = data_note
         last = {k: round(v[-1], 4) for k, v in trained.curve.items()}
         print(f"{name}: {trained.summary}; last evaluation {last}", flush=True)

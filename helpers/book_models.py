@@ -34,6 +34,8 @@ FAMILIES: dict[str, str] = {
     "w_encoder": "helpers.models.inversion",
     "semantics": "helpers.models.semantics",
     "unsup3d": "helpers.models.unsup3d",
+    "classifier": "helpers.models.attribute_classifiers",
+    "flow": "helpers.models.flow",
 }
 
 

@@ -85,7 +85,7 @@ def _families(**rows: tuple[int, int, int, int] | Family) -> dict[str, Family]:
 #   segmenter supervised baseline (000)      features  feature network for Frechet distances (002)
 #   stylegan  StyleGAN2 generator (004/003)  w_encoder  W+ encoder of the StyleGAN2 (003)
 #   unsup3d   3D decomposition (004)          semantics  supervised pose/light regressor (004)
-#   flow      RealNVP W+ -> W* (003)         classifier attribute classifiers on latents (003)
+#   flow      RealNVP W+ -> W* (003)         classifier linear attribute classifiers on W+ codes (003; width unused)
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", "tests and CI: every cell runs, every file is written (under a minute per notebook)",
@@ -96,8 +96,9 @@ PROFILES: dict[str, Profile] = {
             sae=Family(32, 2, 20, 8, ema=2000.0, model={"lambda_l1": 3.0}),
             l2s=Family(32, 2, 20, 8, ema=2000.0, model={"l1_weights": "region_balanced"}),
             segmenter=(32, 4, 20, 8), features=(32, 8, 20, 32), stylegan=Family(32, 8, 20, 8, ema=500.0),
-            w_encoder=(32, 4, 10, 8), unsup3d=(32, 8, 20, 8), semantics=(32, 4, 20, 32), flow=(32, 64, 20, 16),
-            classifier=(32, 64, 20, 64),
+            w_encoder=(32, 4, 10, 8), unsup3d=(32, 8, 20, 8), semantics=(32, 4, 20, 32),
+            flow=Family(32, 32, 20, 8, precision="fp32", channels_last=False),
+            classifier=Family(32, 1, 20, 64, precision="fp32", channels_last=False),
         ),
     ),
     # The cpu rows are chosen from learning curves against wall-clock seconds on 2 cores (data_scripts/
@@ -117,7 +118,8 @@ PROFILES: dict[str, Profile] = {
             w_encoder=Family(32, 16, 1800, 16, lr=1e-3),
             unsup3d=Family(32, 32, 600, 32, precision="fp32", channels_last=False),
             semantics=Family(32, 32, 1000, 64, precision="fp32", channels_last=False),
-            flow=(64, 256, 2000, 8), classifier=(64, 256, 1000, 256),
+            flow=Family(32, 256, 2000, 8, precision="fp32", channels_last=False),
+            classifier=Family(32, 1, 1000, 256, precision="fp32", channels_last=False),
         ),
     ),
     "gpu": Profile(
@@ -128,8 +130,8 @@ PROFILES: dict[str, Profile] = {
             l2s=(128, 32, 15000, 16), segmenter=(128, 32, 15000, 16), features=(128, 32, 5000, 64),
             stylegan=Family(128, 512, 5000, 32, ema=10000.0, model={"channel_base": 16384, "mapping_layers": 8}),
             w_encoder=(128, 64, 5000, 16), unsup3d=(64, 64, 30000, 64), semantics=(64, 32, 5000, 64),
-            flow=(128, 512, 20000, 8),
-            classifier=(128, 512, 5000, 256),
+            flow=Family(128, 512, 20000, 8, precision="fp32", channels_last=False),
+            classifier=Family(128, 1, 5000, 256, precision="fp32", channels_last=False),
         ),
     ),
     "paper": Profile(
@@ -139,8 +141,9 @@ PROFILES: dict[str, Profile] = {
             mask_vae=(256, 128, 200000, 16), sis=(256, 64, 200000, 16), sae=(128, 32, 500000, 16),
             l2s=(128, 32, 100000, 4), segmenter=(128, 64, 100000, 4), features=(128, 64, 20000, 64),
             stylegan=Family(256, 512, 390625, 64, ema=20000.0), w_encoder=(256, 64, 500000, 8),
-            unsup3d=(64, 64, 60000, 64), semantics=(64, 32, 20000, 64), flow=(256, 512, 200000, 8),
-            classifier=(256, 2048, 20000, 256),
+            unsup3d=(64, 64, 60000, 64), semantics=(64, 32, 20000, 64),
+            flow=Family(256, 512, 200000, 8, precision="fp32", channels_last=False),
+            classifier=Family(256, 1, 20000, 256, precision="fp32", channels_last=False),
         ),
     ),
 }

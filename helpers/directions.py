@@ -11,6 +11,9 @@
 - `sparse_directions` is Eq. 5: J ~ U V^T with sparse pixel components U (S x P), unit latent directions V (d x P) and
   a penalty on their pairwise cosines; the paper's Adam and an inertial alternating proximal solver.
 - `ward_clusters` groups directions by Ward's linkage on the absolute cosine distance (v and -v are one direction).
+- `interfacegan_boundary` is InterFaceGAN's editing direction (Shen et al., used by paper 003): the unit normal of a
+  linear SVM separating codes with and without an attribute; `conditional_boundary` removes other attributes'
+  normals from it (InterFaceGAN's conditional editing).
 """
 from __future__ import annotations
 
@@ -277,8 +280,40 @@ def ward_clusters(V: Tensor, n_clusters: int) -> np.ndarray:
     return fcluster(ward_linkage(V), t=n_clusters, criterion="maxclust") - 1
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# InterFaceGAN (paper 003's editing)
+
+
+def interfacegan_boundary(codes: Tensor, labels: Tensor, C: float = 1.0) -> Tensor:
+    """InterFaceGAN's direction: the unit normal n [D] of a linear SVM (`helpers.metrics.fit_linear_svms`, liblinear's
+    L2-loss SVM) between codes [N, D] (W+ codes flattened) with labels 1 and 0, pointing towards 1. As InterFaceGAN:
+    no standardisation, and the intercept is dropped (an edit is w + s n)."""
+    from .metrics import fit_linear_svms
+
+    x = codes.detach().reshape(len(codes), -1)
+    if labels.dim() != 1 or len(labels) != len(x):
+        raise ValueError(f"labels must be [N] for codes [N, ...], got {tuple(labels.shape)} and {tuple(codes.shape)}")
+    if sorted(torch.unique(labels).tolist()) != [0, 1]:
+        raise ValueError(f"labels must hold both 0 and 1, got the values {sorted(torch.unique(labels).tolist())}")
+    weights, _ = fit_linear_svms(x, labels[:, None], C)
+    return unit(weights[:, 0]).float()
+
+
+def conditional_boundary(primal: Tensor, *conditions: Tensor) -> Tensor:
+    """InterFaceGAN's conditional editing: the unit part of `primal` [D] orthogonal to every condition normal [D]
+    (n - C^T (C C^T)^-1 C n, solved by least squares), so an edit along it leaves those attributes' scores alone."""
+    if not conditions:
+        return unit(primal)
+    C = torch.stack([c.double() for c in conditions])
+    coefficients = torch.linalg.lstsq(C.T, primal.double()[:, None]).solution
+    residual = primal.double() - (C.T @ coefficients)[:, 0]
+    if residual.norm() < 1e-8 * primal.double().norm():
+        raise ValueError("the primal direction lies in the span of the conditions: nothing is left to edit along")
+    return unit(residual).to(primal.dtype)
+
+
 __all__ = [
-    "SPARSE_SOLVERS", "regress_direction", "pair_differences", "unit", "extrapolate", "projection_std",
+    "SPARSE_SOLVERS", "interfacegan_boundary", "conditional_boundary", "regress_direction", "pair_differences", "unit", "extrapolate", "projection_std",
     "moving_direction", "style_affine_weights", "sefa_directions", "ganspace_directions", "sparse_objective",
     "sparse_directions", "kept_components", "abs_cosine_distance", "ward_linkage", "ward_clusters",
 ]

@@ -190,3 +190,25 @@ def test_ward_clusters_group_signed_copies_and_separate_orthogonal_groups():
     assert d.shape == (66,) and d.min() >= 0 and d.max() <= 1
     with pytest.raises(ValueError, match="n_clusters"):
         directions.ward_clusters(V, 13)
+
+
+def test_interfacegan_boundary_is_the_unit_normal_towards_the_attribute():
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randn(600, 4, generator=generator)
+    labels = (codes[:, 2] - codes[:, 0] > 0.3).long()
+    n = directions.interfacegan_boundary(codes, labels)
+    assert n.norm().item() == pytest.approx(1.0, abs=1e-6)
+    expected = torch.tensor([-1.0, 0.0, 1.0, 0.0]) / 2 ** 0.5
+    assert torch.dot(n, expected).item() > 0.98
+    with pytest.raises(ValueError, match="both 0 and 1"):
+        directions.interfacegan_boundary(codes, torch.ones(600))
+
+
+def test_conditional_boundary_is_orthogonal_to_the_conditions():
+    primal = torch.tensor([1.0, 1.0, 1.0])
+    c1, c2 = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 1.0]) / 2 ** 0.5
+    torch.testing.assert_close(directions.conditional_boundary(primal, c1), torch.tensor([0.0, 1.0, 1.0]) / 2 ** 0.5)
+    both = directions.conditional_boundary(torch.tensor([1.0, 1.0, 0.0]), c1, c2)
+    assert abs(torch.dot(both, c1)) < 1e-6 and abs(torch.dot(both, c2)) < 1e-6 and both.norm() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="span of the conditions"):
+        directions.conditional_boundary(c1, c1)

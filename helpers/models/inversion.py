@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.memory import InMemory
+from ..data.memory import InMemory, render_split
+from ..data.synthfaces import SynthFaces
+from ..inference import in_chunks
 from ..train import Phase, TrainSpec
 from .layers import EqualConv2d, EqualLinear, ResDownBlock, from_rgb_lrelu, lrelu
 from .stylegan import Generator, sample_ws
@@ -332,6 +334,33 @@ def project(G: Generator, target: Tensor, features: Features, cfg: ProjectorConf
     return (G.broadcast(codes).clone() if space == "w" else codes), logs
 
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Labelled W+ codes (paper 003's data: real faces encoded into W+, with their attributes)
+
+
+@torch.no_grad()
+def labelled_codes(encoder: nn.Module, resolution: int, counts: Mapping[str, int], first: int, seed: int,
+                   device: torch.device | str = "cpu") -> dict[str, dict[str, Tensor]]:
+    """SynthFaces faces first, first + 1, ... (of `seed`) encoded into W+, split in order by `counts`.
+
+    Each split holds "code" [n, num_ws * w_dim] (flattened W+) and "attributes" [n, K] (the faces' true 0/1
+    attributes). Pass `first` beyond the faces the generator and the encoder trained on, so that every code is of an
+    unseen face.
+    """
+    if first < 0 or any(n < 1 for n in counts.values()):
+        raise ValueError(f"first={first}, counts={dict(counts)}: need first >= 0 and every count >= 1")
+    faces = SynthFaces(resolution=resolution, length=first + sum(counts.values()), seed=seed)
+    encoder = encoder.to(device).eval()
+    out = {}
+    for name, n in counts.items():
+        part = render_split(faces, range(first, first + n), ("image", "attributes"), desc=f"render {name}")
+        out[name] = {"code": in_chunks(encoder, part["image"], size=256, device=device).flatten(1),
+                     "attributes": part["attributes"]}
+        first += n
+    return out
+
+
 __all__ = ["EncoderConfig", "config_for", "MapToStyle", "Encoder", "unit_features", "feature_distance", "reconstruction_terms", "losses",
            "training_spec", "EVALUATED_NETS", "book_spec", "ProjectorConfig", "learning_rate",
-           "noise_regularization", "w_spread", "project"]
+           "noise_regularization", "w_spread", "labelled_codes", "project"]
