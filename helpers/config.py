@@ -119,7 +119,7 @@ PROFILES: dict[str, Profile] = {
             unsup3d=Family(32, 32, 600, 32, precision="fp32", channels_last=False),
             semantics=Family(32, 32, 1000, 64, precision="fp32", channels_last=False),
             flow=Family(32, 256, 2000, 8, precision="fp32", channels_last=False),
-            classifier=Family(32, 1, 1000, 256, precision="fp32", channels_last=False),
+            classifier=Family(32, 1, 4000, 256, precision="fp32", channels_last=False),
         ),
     ),
     "gpu": Profile(

@@ -223,6 +223,17 @@ def test_linear_separability_of_separable_and_random_labels():
         metrics.linear_separability(codes, torch.zeros(1000, 1))
 
 
+def test_nonlinear_separability_finds_what_no_hyperplane_can():
+    generator = torch.Generator().manual_seed(4)
+    codes = torch.randn(2000, 4, generator=generator)
+    labels = torch.stack([codes[:, 0] * codes[:, 1] > 0, codes[:, 2] > 0], 1)  # XOR of two signs; one half-space
+    linear = metrics.linear_separability(codes, labels)
+    mlp = metrics.nonlinear_separability(codes, labels, hidden=64, steps=1500)
+    assert linear["accuracy"][0] < 0.6 and mlp["accuracy"][0] > 0.9
+    assert mlp["accuracy"][1] > 0.95 and mlp["majority"] == linear["majority"]  # the same seeded test part
+    assert mlp == metrics.nonlinear_separability(codes, labels, hidden=64, steps=1500)  # deterministic
+
+
 def test_fit_linear_svms_matches_liblinear():
     from sklearn.svm import LinearSVC
 

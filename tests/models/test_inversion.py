@@ -80,3 +80,24 @@ def test_projector_recovers_a_known_code_of_a_tiny_generator():
     assert plus.shape == ws.shape
     with pytest.raises(ValueError, match="space"):
         inv.project(G, target, PixelFeatures().features, cfg, space="z")
+
+
+class FirstPixels(torch.nn.Module):
+    """A stand-in encoder: the first 6 pixel values of each image as a [B, 2, 3] "W+" code."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :6].reshape(-1, 2, 3)
+
+
+def test_labelled_codes_split_unseen_faces_in_order_with_their_attributes():
+    from helpers.data.synthfaces import SynthFaces
+
+    out = inv.labelled_codes(FirstPixels(), 16, {"train": 5, "test": 3}, first=7, seed=1)
+    assert out["train"]["code"].shape == (5, 6) and out["test"]["code"].shape == (3, 6)
+    faces = SynthFaces(resolution=16, length=15, seed=1)
+    for name, indices in (("train", range(7, 12)), ("test", range(12, 15))):
+        batch = faces.batch(list(indices))
+        torch.testing.assert_close(out[name]["attributes"], batch["attributes"])
+        torch.testing.assert_close(out[name]["code"], batch["image"].flatten(1)[:, :6])
+    with pytest.raises(ValueError, match="count"):
+        inv.labelled_codes(FirstPixels(), 16, {"train": 0}, first=0, seed=0)
