@@ -1,6 +1,6 @@
-"""Benchmark: one training step of every model family of chapters 01-03 over width x batch x precision (x compile).
+"""Benchmark: one training step of every model family of chapters 01-03 and 05's flow over width x batch x precision.
 
-For each family (mask_vae, sis, sae, l2s, segmenter, features) and every width, batch size, precision (fp32, bf16
+For each family (mask_vae, sis, sae, l2s, segmenter, features, flow) and every width, batch size, precision (fp32, bf16
 autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds the book's own training spec
 (`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own `Iteration`
 (every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved
@@ -15,6 +15,11 @@ chosen from learning curves against wall-clock seconds (`data_scripts/learning_c
     python data_scripts/bench_families.py --families sae --widths 4,8 --batches 8,16,32 --compile
     python data_scripts/bench_families.py --out runs/benchmarks/families.json
     python data_scripts/bench_families.py --out book/figures/bench_families.json --table-only   # redraw the table
+    python data_scripts/bench_families.py --families flow --widths 128,256,512 --batches 8,64 --layouts nchw \
+        --out book/figures/bench_flow.json
+
+The flow (chapter 05's T: W+ -> W*) steps on random codes of the profile's W+ size against untrained classifiers:
+its cost does not depend on what they hold.
 """
 from __future__ import annotations
 
@@ -30,12 +35,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from helpers.config import PROFILES
 from helpers.data.splits import helen_label_splits
 from helpers.timing import gemm_peak, interleaved_ms
-from helpers.models import l2s, mask_vae, sae, segmenter, sis
+from helpers.models import flow, l2s, mask_vae, sae, segmenter, sis, stylegan
 from helpers.models import features as ft
+from helpers.models.attribute_classifiers import LinearClassifiers
 from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
                            resolve_precision, to_device)
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "flow")
 
 
 def spec_for(family: str, row, split, seed: int = 0):
@@ -50,6 +56,11 @@ def spec_for(family: str, row, split, seed: int = 0):
         cfg = l2s.scaled_config(row.resolution, row.width)
         untrained = Trained(sae.build(cfg.sae), {}, 0, Path("untrained-sae"), False, 0.0, "fp32")
         return l2s.book_spec(row, split, seed, sae=untrained, config=cfg)
+    if family == "flow":  # split: random "code" and "attributes"; untrained classifiers cost the same per step
+        dim, n_attributes = split["code"].shape[1], split["attributes"].shape[1]
+        untrained = Trained({"classifier": LinearClassifiers(dim, n_attributes)}, {}, 0, Path("untrained-classifier"),
+                            False, 0.0, "fp32")
+        return flow.book_spec(row, split, seed, classifiers=untrained)
     module = {"sae": sae, "segmenter": segmenter, "features": ft}[family]
     return module.book_spec(row, split, seed)
 
@@ -156,6 +167,18 @@ def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int
     return "\n".join(lines) + "\n"
 
 
+def print_records(family: str, base, records: list[dict], peaks: dict[str, float]) -> None:
+    """One family's records as a text table."""
+    print(f"\n{family} at {base.resolution} px (profile row: width {base.width}, batch {base.batch_size})")
+    print(f"  {'width':>5} {'batch':>5} {'prec':>5} {'layout':>6} {'compile':>7} {'params':>9} {'ms/step':>9} {'img/s':>7} "
+          f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>6}")
+    for r in records:
+        print(f"  {r['width']:5d} {r['batch']:5d} {r['precision']:>5} {r['layout']:>6} {'yes' if r['compiled'] else 'no':>7} "
+              f"{r['params'] / 1e6:8.2f}M {r['ms_per_step']:9.1f} {r['images_per_s']:7.1f} "
+              f"{r['flops'] / 1e9:10.2f} {r['gflop_per_s']:8.1f} {100 * r['gflop_per_s'] / peaks[r['precision']]:6.1f}"
+              + (f"   (first step {r['first_step_s']:.0f} s)" if r["compiled"] else ""))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
@@ -203,20 +226,20 @@ def main(argv=None) -> int:
         batches = [int(b) for b in args.batches.split(",")] if args.batches else sorted({max(2, base.batch_size // 2),
                                                                                           base.batch_size,
                                                                                           2 * base.batch_size})
-        fam_split = split if base.resolution == resolution else {
-            k: torch.nn.functional.interpolate(v[:, None].float() if v.dim() == 3 else v.float(),
-                                               size=base.resolution, mode="nearest").squeeze(1).to(v.dtype)
-            if v.dim() >= 3 else v for k, v in split.items()}
+        if family == "flow":  # random W+ codes of the profile's StyleGAN2
+            gan_cfg = stylegan.book_config(profile.family("stylegan"))
+            fam_split = {"code": torch.randn(len(split["attributes"]), gan_cfg.num_ws * gan_cfg.w_dim,
+                                             generator=torch.Generator().manual_seed(0)),
+                         "attributes": split["attributes"]}
+        elif base.resolution == resolution:
+            fam_split = split
+        else:
+            fam_split = {k: torch.nn.functional.interpolate(v[:, None].float() if v.dim() == 3 else v.float(),
+                                                            size=base.resolution, mode="nearest").squeeze(1).to(v.dtype)
+                         if v.dim() >= 3 else v for k, v in split.items()}
         records = bench_family(family, base, fam_split, widths, batches, args.precisions.split(","),
                                args.layouts.split(","), args.rounds, args.repeats, args.compile, failures)
-        print(f"\n{family} at {base.resolution} px (profile row: width {base.width}, batch {base.batch_size})")
-        print(f"  {'width':>5} {'batch':>5} {'prec':>5} {'layout':>6} {'compile':>7} {'params':>9} {'ms/step':>9} {'img/s':>7} "
-              f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'% peak':>6}")
-        for r in records:
-            print(f"  {r['width']:5d} {r['batch']:5d} {r['precision']:>5} {r['layout']:>6} {'yes' if r['compiled'] else 'no':>7} "
-                  f"{r['params'] / 1e6:8.2f}M {r['ms_per_step']:9.1f} {r['images_per_s']:7.1f} "
-                  f"{r['flops'] / 1e9:10.2f} {r['gflop_per_s']:8.1f} {100 * r['gflop_per_s'] / peaks[r['precision']]:6.1f}"
-                  + (f"   (first step {r['first_step_s']:.0f} s)" if r["compiled"] else ""))
+        print_records(family, base, records, peaks)
         everything += records
     if args.out:
         out = Path(args.out)

@@ -7,6 +7,8 @@ from typing import Callable, Mapping
 
 import torch
 
+from .train import cpu_has_native_bf16
+
 
 def synchronizer(device: torch.device | str | None) -> Callable[[], None]:
     """A function that waits for the device's queued work: CUDA kernels run asynchronously, so a timer that does not
@@ -42,9 +44,15 @@ def interleaved_ms(calls: Mapping[str, Callable[[], object]], rounds: int = 5, r
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def gemm_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def gemm_peak(dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> float:
     """GFLOP/s of an n x n CPU matmul in `dtype` (median of `repeats`): this machine's practical peak, printed beside
-    the achieved GFLOP/s of the benchmarks."""
+    the achieved GFLOP/s of the benchmarks.
+
+    n defaults to 2048, and to 512 for bf16 on a CPU without native bf16 (AVX2 only), where a bf16 matmul runs about
+    100x slower than fp32 and n = 2048 would take minutes to say so.
+    """
+    if n is None:
+        n = 512 if dtype == torch.bfloat16 and not cpu_has_native_bf16() else 2048
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1)["mm"]
     return 2 * n ** 3 / ms / 1e6

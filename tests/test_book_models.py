@@ -73,8 +73,8 @@ def test_the_row_sets_steps_batch_lr_and_recipe(split, tmp_path):
     assert "7 steps of batch 4, lr warm-up 3 steps then cosine" in spec.describe()
     plain = book_models.book_spec(smoke_run(tmp_path, steps=None, sae=config.Family(32, 2, 7, 4)), "sae", split)
     assert plain.schedule == Schedule() and plain.ema is None and "lr" not in plain.describe()
-    with pytest.raises(ValueError, match="family='flow'"):  # a family whose chapter is not written yet
-        book_models.book_spec(smoke_run(tmp_path), "flow", split)
+    with pytest.raises(ValueError, match="family='glow'"):  # a family the book does not train
+        book_models.book_spec(smoke_run(tmp_path), "glow", split)
 
 
 @pytest.mark.parametrize("dataset", ["synthfaces", "helen"])

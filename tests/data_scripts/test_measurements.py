@@ -54,6 +54,18 @@ def test_bench_families_prints_and_writes_every_record(tmp_path, capsys):
     assert out.with_suffix(".md").read_text() == table  # redrawn from the JSON alone
 
 
+def test_bench_families_steps_the_flow_on_w_plus_codes(tmp_path, capsys):
+    bench = load_script("bench_families")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profile", "smoke", "--families", "flow", "--widths", "16", "--batches", "4",
+                       "--precisions", "fp32", "--layouts", "nchw", "--rounds", "1", "--repeats", "1",
+                       "--out", str(out)]) == 0
+    assert "flow at 32 px" in capsys.readouterr().out
+    (record,) = json.loads(out.read_text())["records"]
+    assert (record["family"], record["width"], record["batch"]) == ("flow", 16, 4)
+    assert record["flops"] > 0 and record["params"] > 0
+
+
 def test_bench_stylegan_times_every_phase_per_profile(tmp_path, capsys):
     bench = load_script("bench_stylegan")
     out = tmp_path / "bench.json"
