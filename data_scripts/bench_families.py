@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     profile = PROFILES[args.profile]
     peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
-    print(f"GEMM peak (2048^3 matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    print(f"GEMM peak (n x n matmul, n = 2048; 512 for bf16 without native bf16): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     resolution = max(profile.family(f).resolution for f in families)
     largest = max(max(int(b) for b in args.batches.split(",")) if args.batches else 2 * profile.family(f).batch_size
                   for f in families)
