@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -73,7 +74,12 @@ def load_checkpoint(path: str | os.PathLike, config: Mapping[str, Any] | None = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error}); it is probably "
+                         f"truncated or damaged (an interrupted copy, a full disk). Delete the file, or pass "
+                         f"retrain=True to train this model again and overwrite it.") from error
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a checkpoint of this book (expected format {FORMAT!r})")
     if config is not None and ckpt["config_hash"] != config_hash(config):

@@ -118,7 +118,7 @@ PROFILES: dict[str, Profile] = {
             w_encoder=Family(32, 16, 1800, 16, lr=1e-3),
             unsup3d=Family(32, 32, 600, 32, precision="fp32", channels_last=False),
             semantics=Family(32, 32, 1000, 64, precision="fp32", channels_last=False),
-            flow=Family(32, 256, 2000, 8, precision="fp32", channels_last=False),
+            flow=Family(32, 256, 1500, 8, precision="fp32", channels_last=False),
             classifier=Family(32, 1, 4000, 256, precision="fp32", channels_last=False),
         ),
     ),

@@ -164,6 +164,22 @@ def test_load_refuses_missing_and_foreign_files(tmp_path):
         ckpt.load_checkpoint(foreign)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_unreadable_cache_file_is_named_with_the_remedy(tmp_path, damage):
+    first = train(make_spec([]), cache_dir=tmp_path, progress=False)
+    data = first.path.read_bytes()
+    broken = {"truncated": data[: len(data) // 2], "garbage": b"not a zip archive" * 10, "empty": b""}[damage]
+    first.path.write_bytes(broken)
+    calls: list[int] = []
+    with pytest.raises(ValueError) as info:
+        train(make_spec(calls), cache_dir=tmp_path, progress=False)
+    msg = str(info.value)
+    assert str(first.path) in msg and "cannot be read" in msg and "Delete the file" in msg and "retrain=True" in msg
+    assert calls == []
+    redone = train(make_spec(calls), cache_dir=tmp_path, progress=False, retrain=True)  # the remedy works
+    assert calls == list(range(6)) and ckpt.load_checkpoint(redone.path)["done"]
+
+
 # ------------------------------------------------------------------------------------------------ file format
 def test_checkpoint_loads_with_weights_only(tmp_path):
     trained = train(make_spec([]), cache_dir=tmp_path, progress=False)

@@ -420,7 +420,13 @@ class FaceDataset(torch.utils.data.Dataset):
             path = self.root / info["file"]
             if not path.exists():
                 raise FormatError(f"{path} is missing (listed in meta.json); {_layout_message(self.root)}")
-            arr = np.load(path, mmap_mode="r")
+            try:
+                arr = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as error:
+                raise FormatError(f"{path} cannot be read as the array meta.json lists (shape {info['shape']}, "
+                                  f"{info['dtype']}; {path.stat().st_size} bytes on disk): {error}. The file is "
+                                  f"probably truncated (an interrupted copy or conversion); copy or convert the "
+                                  f"dataset again. {_convert_hint(self.root)}") from error
             if list(arr.shape) != list(info["shape"]) or arr.dtype != np.dtype(info["dtype"]):
                 raise FormatError(f"{path} has shape {list(arr.shape)} {arr.dtype} but meta.json says "
                                   f"{info['shape']} {info['dtype']}")

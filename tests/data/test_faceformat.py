@@ -111,6 +111,18 @@ def test_reader_errors(tmp_path):
         FaceDataset(out)
 
 
+@pytest.mark.parametrize("keep_bytes", [200, 40])  # cut in the data / inside the .npy header
+def test_truncated_array_is_named_with_its_shape(tmp_path, keep_bytes):
+    out = tmp_path / "ds"
+    make(out)
+    path = out / "images.npy"
+    path.write_bytes(path.read_bytes()[:keep_bytes])
+    with pytest.raises(FormatError) as err:
+        FaceDataset(out)
+    msg = str(err.value)
+    assert str(path) in msg and f"shape [5, {R}, {R}, 3]" in msg and "uint8" in msg and "truncated" in msg
+
+
 def test_incomplete_and_resume(tmp_path):
     out = tmp_path / "ds"
     data = rows(5)
