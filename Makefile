@@ -1,5 +1,5 @@
 # make book  : install, run every notebook of _toc.yml at PROFILE (default cpu), write them back, build the HTML book
-# make html  : build the HTML book from the committed outputs
+# make html  : build the HTML book from the committed outputs and check that no page loads anything from the network
 # make test  : install, unit tests, nbval of every notebook at the smoke profile, a clean -W book build
 PROFILE ?= cpu
 JOBS ?= 1
@@ -26,6 +26,7 @@ book: install
 html: install
 	rm -rf _build
 	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) data_scripts/check_offline.py _build/html
 
 unit: install
 	$(PY) -m pytest tests -q

@@ -115,7 +115,23 @@ def player(frames: torch.Tensor, captions: Sequence[str] | None = None, fps: int
     anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 // fps, blit=False)
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
-    return HTML(stable_ids(html))
+    return HTML(stable_ids(offline_controls(html)))
+
+
+# matplotlib's jshtml links Font Awesome from a CDN for its button icons; the book works offline, so the link goes
+# and each icon becomes a plain character (the buttons keep their titles).
+_CDN_LINK = re.compile(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">\s*')
+_ICONS = {"fa fa-minus": "\u2212", "fa fa-fast-backward": "\u21e4", "fa fa-step-backward": "\u2039",
+          "fa fa-play fa-flip-horizontal": "\u25c0", "fa fa-pause": "\u275a\u275a", "fa fa-play": "\u25b6",
+          "fa fa-step-forward": "\u203a", "fa fa-fast-forward": "\u21e5", "fa fa-plus": "+"}
+
+
+def offline_controls(html: str) -> str:
+    """A jshtml player without network resources: no Font Awesome link, its button icons as plain characters."""
+    html = _CDN_LINK.sub("", html)
+    for icon, text in _ICONS.items():
+        html = html.replace(f'<i class="{icon}"></i>', text)
+    return html
 
 
 def stable_ids(html: str) -> str:
@@ -127,4 +143,4 @@ def stable_ids(html: str) -> str:
 
 
 __all__ = ["helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid", "show_rows", "heatmap",
-           "player", "stable_ids"]
+           "player", "offline_controls", "stable_ids"]

@@ -12,3 +12,12 @@ def test_roi_colours_from_roi_ids_and_from_helen_labels_agree():
     helen = torch.tensor([[HELEN_ID["background"], HELEN_ID["hair"], HELEN_ID["skin"], HELEN_ID["nose"],
                            HELEN_ID["left_eye"], HELEN_ID["upper_lip"]]])
     assert torch.equal(viz.roi_colour_map(helen), rgb)
+
+
+def test_player_loads_nothing_from_the_network():
+    frames = torch.rand(3, 3, 8, 8)
+    html = viz.player(frames, captions=["a", "b", "c"]).data
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert 'class="fa' not in html and "\u25b6" in html  # play button as a character
+    assert html.count("<button") == 9
+    assert viz.player(frames, captions=["a", "b", "c"]).data == html  # stable ids
