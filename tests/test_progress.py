@@ -159,3 +159,24 @@ def test_papermill_run_leaves_no_widgets(tmp_path):
     ]
     assert not [o for o in outputs if o.name == "stderr"]
     assert json.loads(text)["cells"][1]["metadata"]["tags"] == ["injected-parameters"]
+
+
+def test_jupyterlab_bar_is_html_updated_in_place_and_survives_a_save(tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import time\nfrom helpers.progress import Progress\n"
+        "with Progress(50, 'fit') as bar:\n"
+        "    for step in range(1, 51):\n"
+        "        time.sleep(0.01)\n"
+        "        bar.update(step, {'loss': 1 / step})\n")]
+    monkeypatch.setenv("BOOK_HEADLESS", "0")  # as in JupyterLab: a person is looking
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"]  # one output, redrawn in place
+    data = outputs[0].data
+    assert WIDGET_MIME not in data and "widgets" not in nb.metadata
+    assert data["text/plain"].startswith("fit: 50/50 steps") and data["text/plain"].endswith("loss 0.02")
+    assert '<progress value="50" max="50"' in data["text/html"]
