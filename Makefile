@@ -1,6 +1,7 @@
 # make book  : install, run every notebook of _toc.yml at PROFILE (default cpu), write them back, build the HTML book
 # make html  : build the HTML book from the committed outputs and check that no page loads anything from the network
 # make test  : install, unit tests, nbval of every notebook at the smoke profile, a clean -W book build
+# make gpu-check : on a CUDA machine, GPU benchmarks at the gpu rows, DDP with NCCL, every chapter at smoke on the GPU
 PROFILE ?= cpu
 JOBS ?= 1
 VENV := .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHELL := /bin/bash
 
-.PHONY: book html test install unit nbval clean
+.PHONY: book html test install unit nbval clean gpu-check
 
 install: $(STAMP)
 
@@ -38,6 +39,9 @@ nbval: install
 	  $$($(PY) data_scripts/run_book.py --toc --list)
 
 test: unit nbval html
+
+gpu-check: install
+	$(PY) data_scripts/gpu_check.py --out $(or $(OUT),runs)/gpu_check
 
 clean:
 	rm -rf _build _test_runs

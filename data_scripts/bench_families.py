@@ -17,6 +17,7 @@ chosen from learning curves against wall-clock seconds (`data_scripts/learning_c
     python data_scripts/bench_families.py --out book/figures/bench_families.json --table-only   # redraw the table
     python data_scripts/bench_families.py --families flow --widths 128,256,512 --batches 8,64 --layouts nchw \
         --out book/figures/bench_flow.json
+    python data_scripts/bench_families.py --profile gpu --device cuda --row-only   # each gpu row, on the GPU
 
 The flow (chapter 05's T: W+ -> W*) steps on random codes of the profile's W+ size against untrained classifiers:
 its cost does not depend on what they hold.
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers.config import PROFILES
+from helpers.config import PROFILES, resolve_device
 from helpers.data.splits import helen_label_splits
 from helpers.timing import gemm_peak, interleaved_ms
 from helpers.models import flow, l2s, mask_vae, sae, segmenter, sis, stylegan
@@ -72,9 +73,8 @@ def compiled(spec):
     return spec
 
 
-def setup(spec, precision: str):
-    """(iteration, batch) of a spec: its networks and optimisers, and the batch of step 1."""
-    device = torch.device("cpu")
+def setup(spec, precision: str, device: torch.device):
+    """(iteration, batch) of a spec: its networks and optimisers on `device`, and the batch of step 1."""
     nets, optimizers = build_networks(spec, device)
     for net in nets.values():
         net.train()
@@ -89,7 +89,7 @@ def step_flops(iteration, batch) -> float:
 
 
 def bench_family(family: str, base, split, widths, batches, precisions, layouts, rounds: int, repeats: int,
-                 compile_row: bool, failures: list[dict]) -> list[dict]:
+                 compile_row: bool, failures: list[dict], device: torch.device = torch.device("cpu")) -> list[dict]:
     """Timed records of one family's grid; a compiled variant that fails is appended to `failures` instead."""
     variants = {}
     for width in widths:
@@ -101,7 +101,7 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
                     spec.channels_last = layout == "cl"
                     variants[(width, batch, precision, layout, False)] = spec
     if compile_row:  # one compilation per family (minutes on 2 cores): at the row's own precision and layout
-        precision = resolve_precision(base.precision, torch.device("cpu"))
+        precision = resolve_precision(base.precision, device)
         layout = "cl" if base.channels_last else "nchw"
         spec = compiled(spec_for(family, base, split))
         spec.channels_last = base.channels_last
@@ -109,7 +109,7 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
     setups, records = {}, []
     for key, spec in variants.items():
         width, batch, precision, layout, is_compiled = key
-        iteration, data, nets = setup(spec, precision)
+        iteration, data, nets = setup(spec, precision, device)
         began = time.perf_counter()
         try:
             iteration(data, 1)  # warm-up (and compilation)
@@ -126,7 +126,7 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
         records.append({"family": family, "width": width, "batch": batch, "precision": precision, "layout": layout,
                         "compiled": is_compiled, "params": params, "flops": flops, "first_step_s": warmup})
     calls = {key: (lambda it=iteration, d=data: it(d, 1)) for key, (iteration, data) in setups.items()}
-    ms = interleaved_ms(calls, rounds=rounds, repeats=repeats, warmup=0)  # warmed up (and compiled) above
+    ms = interleaved_ms(calls, rounds=rounds, repeats=repeats, warmup=0, device=device)  # warmed up above
     eager = {}
     for record, key in zip(records, setups):
         record["ms_per_step"] = ms[key]
@@ -191,6 +191,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--row-only", action="store_true",
+                        help="time each family at its profile row only (its width, batch, precision and layout)")
     parser.add_argument("--out", default="", help="also write every record to this JSON file (and a .md beside it)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the JSON at --out; no timing")
     args = parser.parse_args(argv)
@@ -210,9 +213,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = PROFILES[args.profile]
-    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
-    print(f"GEMM peak (n x n matmul, n = 2048; 512 for bf16 without native bf16): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    device = resolve_device(args.device)
+    peaks = {"fp32": gemm_peak(torch.float32, device=device), "bf16": gemm_peak(torch.bfloat16, device=device)}
+    if device.type == "cuda":
+        print(f"torch {torch.__version__}, device {torch.cuda.get_device_name(device)}")
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
+    print(f"GEMM peak (n x n matmul; n = 8192 on a GPU, 2048 on a CPU, 512 for bf16 without native bf16): "
+          f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     resolution = max(profile.family(f).resolution for f in families)
     largest = max(max(int(b) for b in args.batches.split(",")) if args.batches else 2 * profile.family(f).batch_size
                   for f in families)
@@ -226,6 +234,11 @@ def main(argv=None) -> int:
         batches = [int(b) for b in args.batches.split(",")] if args.batches else sorted({max(2, base.batch_size // 2),
                                                                                           base.batch_size,
                                                                                           2 * base.batch_size})
+        precisions, layouts = args.precisions.split(","), args.layouts.split(",")
+        if args.row_only:
+            widths, batches = [base.width], [base.batch_size]
+            precisions = [resolve_precision(base.precision, device)]
+            layouts = ["cl" if base.channels_last else "nchw"]
         if family == "flow":  # random W+ codes of the profile's StyleGAN2
             gan_cfg = stylegan.book_config(profile.family("stylegan"))
             fam_split = {"code": torch.randn(len(split["attributes"]), gan_cfg.num_ws * gan_cfg.w_dim,
@@ -237,14 +250,14 @@ def main(argv=None) -> int:
             fam_split = {k: torch.nn.functional.interpolate(v[:, None].float() if v.dim() == 3 else v.float(),
                                                             size=base.resolution, mode="nearest").squeeze(1).to(v.dtype)
                          if v.dim() >= 3 else v for k, v in split.items()}
-        records = bench_family(family, base, fam_split, widths, batches, args.precisions.split(","),
-                               args.layouts.split(","), args.rounds, args.repeats, args.compile, failures)
+        records = bench_family(family, base, fam_split, widths, batches, precisions, layouts, args.rounds,
+                               args.repeats, args.compile, failures, device)
         print_records(family, base, records, peaks)
         everything += records
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"profile": args.profile, "threads": torch.get_num_threads(),
+        out.write_text(json.dumps({"profile": args.profile, "device": str(device), "threads": torch.get_num_threads(),
                                    "gemm_peak_gflops": peaks, "records": everything,
                                    "compile_failures": failures}, indent=1) + "\n")
         out.with_suffix(".md").write_text(markdown(everything, peaks, profile, torch.get_num_threads(), failures))

@@ -114,8 +114,7 @@ def main(argv=None) -> int:
     unknown = [p for p in profiles if p not in PROFILES]
     if unknown:
         parser.error(f"--profiles: unknown {unknown}; allowed {list(PROFILES)}")
-    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)} if device.type == "cpu" else \
-        {"fp32": float("nan"), "bf16": float("nan")}
+    peaks = {"fp32": gemm_peak(torch.float32, device=device), "bf16": gemm_peak(torch.bfloat16, device=device)}
     name = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {name}")
     records = []

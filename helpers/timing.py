@@ -44,15 +44,17 @@ def interleaved_ms(calls: Mapping[str, Callable[[], object]], rounds: int = 5, r
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def gemm_peak(dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> float:
-    """GFLOP/s of an n x n CPU matmul in `dtype` (median of `repeats`): this machine's practical peak, printed beside
-    the achieved GFLOP/s of the benchmarks.
+def gemm_peak(dtype: torch.dtype, n: int | None = None, repeats: int = 10,
+              device: torch.device | str = "cpu") -> float:
+    """GFLOP/s of an n x n matmul in `dtype` on `device` (median of `repeats`, synchronised on CUDA): the machine's
+    practical peak, printed beside the achieved GFLOP/s of the benchmarks.
 
-    n defaults to 2048, and to 512 for bf16 on a CPU without native bf16 (AVX2 only), where a bf16 matmul runs about
-    100x slower than fp32 and n = 2048 would take minutes to say so.
+    n defaults to 2048 on a CPU, 8192 on a GPU, and 512 for bf16 on a CPU without native bf16 (AVX2 only), where a
+    bf16 matmul runs about 100x slower than fp32 and n = 2048 would take minutes to say so.
     """
+    device = torch.device(device)
     if n is None:
-        n = 512 if dtype == torch.bfloat16 and not cpu_has_native_bf16() else 2048
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1)["mm"]
+        n = 8192 if device.type == "cuda" else 512 if dtype == torch.bfloat16 and not cpu_has_native_bf16() else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    ms = interleaved_ms({"mm": lambda: torch.mm(a, b)}, rounds=repeats, repeats=1, device=device)["mm"]
     return 2 * n ** 3 / ms / 1e6

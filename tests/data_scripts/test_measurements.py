@@ -54,6 +54,20 @@ def test_bench_families_prints_and_writes_every_record(tmp_path, capsys):
     assert out.with_suffix(".md").read_text() == table  # redrawn from the JSON alone
 
 
+def test_bench_families_row_only_times_each_family_at_its_row(tmp_path, capsys):
+    from helpers.config import PROFILES
+    bench = load_script("bench_families")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profile", "smoke", "--families", "segmenter,features", "--row-only", "--device", "cpu",
+                       "--rounds", "1", "--repeats", "1", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["device"] == "cpu"
+    for record in saved["records"]:
+        row = PROFILES["smoke"].family(record["family"])
+        assert (record["width"], record["batch"]) == (row.width, row.batch_size)
+    assert [r["family"] for r in saved["records"]] == ["segmenter", "features"]
+
+
 def test_bench_families_steps_the_flow_on_w_plus_codes(tmp_path, capsys):
     bench = load_script("bench_families")
     out = tmp_path / "bench.json"
