@@ -62,7 +62,7 @@ class Progress:
     def __init__(self, total: int, desc: str, every: int | None = None, start: int = 0,
                  enabled: bool = True, mode: str | None = None):
         self.total, self.desc, self.step = total, desc, start
-        self.every = every or max(1, total // 10)
+        self.every = every or max(1, total // 4)
         self.enabled = enabled
         self.mode = mode or ("text" if is_headless() else "bar")
         self._bar = None

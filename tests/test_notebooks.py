@@ -44,3 +44,21 @@ def test_committed_outputs_are_clean(path):
     assert "papermill" not in nb.metadata
     assert not re.search(r"/(work|tmp|root|home)/[A-Za-z0-9_.-]+/", text), "an absolute machine path in the outputs"
     assert "show_claims" in text and "run.save()" in text, "a chapter ends with its claims and metrics.json"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_leaves_a_pile_of_outputs(path):
+    """Progress and logs stay in one output per stream: no code cell shows more than 5 output boxes."""
+    nb = nbformat.read(path, as_version=4)
+    crowded = [(i, len(c.outputs)) for i, c in enumerate(nb.cells) if c.cell_type == "code" and len(c.outputs) > 5]
+    assert not crowded, f"cells (index, outputs) with more than 5 outputs: {crowded}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_load_nothing_from_the_network(path):
+    """The book reads offline: no output pulls a script, style sheet or font from a CDN (players included)."""
+    nb = nbformat.read(path, as_version=4)
+    html = [o.data["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "text/html" in o.get("data", {})]
+    for text in html:
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "an output loads from the network"

@@ -24,11 +24,11 @@ def test_text_lines_every_n_steps_and_at_the_end(capsys):
     ]
 
 
-def test_default_every_is_a_tenth_and_start_offset(capsys):
-    with Progress(20, "g", start=13, mode="text") as bar:
-        for step in range(14, 21):
+def test_default_every_is_a_quarter_and_start_offset(capsys):
+    with Progress(20, "g", start=3, mode="text") as bar:  # a handful of milestones, not one line per step
+        for step in range(4, 21):
             bar.update(step)
-    assert capsys.readouterr().out.splitlines() == ["[g] step 14/20", "[g] step 16/20", "[g] step 18/20",
+    assert capsys.readouterr().out.splitlines() == ["[g] step 5/20", "[g] step 10/20", "[g] step 15/20",
                                                     "[g] step 20/20"]
     assert bar.step == 20
 
