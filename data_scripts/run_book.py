@@ -16,7 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from helpers import book
+from helpers import book, config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv):
@@ -68,6 +70,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     env = {"BOOK_PROFILE": args.profile} if args.profile else {}
+    commit = config.git_commit(REPO)  # before anything is written back: every header of the batch shows it
+    if commit:
+        env["BOOK_GIT_COMMIT"] = commit
     jobs = []
     for nb in notebooks:
         for params in combos:

@@ -296,7 +296,13 @@ def validate(
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    """The current commit (short hash, '+dirty' when the tree has changes) of the repository at `path`, if any."""
+    """The current commit (short hash, '+dirty' when the tree has changes) of the repository at `path`, if any.
+
+    $BOOK_GIT_COMMIT, when set, is returned instead: `run_book.py` sets it to the commit a batch starts from, so that
+    the notebooks and metrics.json files the batch itself writes back do not mark its later notebooks '+dirty'.
+    """
+    if os.environ.get("BOOK_GIT_COMMIT"):
+        return os.environ["BOOK_GIT_COMMIT"]
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,

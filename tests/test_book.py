@@ -13,7 +13,7 @@ import nbformat
 import pytest
 import torch
 
-from helpers import book
+from helpers import book, config
 
 REPO = Path(__file__).resolve().parents[1]
 WIDGET_MIME = book.WIDGET_MIME
@@ -274,6 +274,22 @@ def test_failed_runs_are_reported_and_the_rest_summarised(tmp_path, monkeypatch,
     assert "seed=0: ok" in printed and "seed=2: ok" in printed
     rows = list(csv.DictReader((tmp_path / "b" / "summary.csv").open()))
     assert [(r["n_seeds"], float(r["m/x mean"])) for r in rows] == [("2", 3.0)]
+
+
+def test_in_place_batch_headers_show_the_commit_it_started_from(tmp_path, monkeypatch, run_book):
+    seen = []
+
+    def fake_execute(job, env=None, timeout=None):
+        seen.append(dict(env or {}))
+        job.output.write_text(job.output.read_text() + " ")  # writing back in place dirties the tree for the next one
+        return job.output
+
+    monkeypatch.setattr(book, "execute", fake_execute)
+    monkeypatch.delenv("BOOK_GIT_COMMIT", raising=False)
+    first, second = toy_notebook(tmp_path), toy_notebook(tmp_path / "b")
+    assert run_book.main([str(first), str(second), "--in-place"]) == 0
+    start = config.git_commit(run_book.REPO)
+    assert start and [e["BOOK_GIT_COMMIT"] for e in seen] == [start, start]
 
 
 # ------------------------------------------------------------------------------------------------ with kernels

@@ -224,6 +224,11 @@ def test_git_commit_of_a_repository(tmp_path):
     assert config.git_commit(tmp_path) == clean + "+dirty"
 
 
+def test_git_commit_of_a_batch_is_the_one_it_started_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_GIT_COMMIT", "0123456789ab")  # set by run_book.py before it writes anything back
+    assert config.git_commit(tmp_path) == "0123456789ab"
+
+
 def test_run_header(capsys):
     cfg = validate(profile="smoke", seed=4, device="cpu")
     header = config.run_header(cfg)
