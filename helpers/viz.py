@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -55,8 +55,13 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=
     return ax
 
 
-def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap: str | None = None):
-    """One figure with a named row per batch of images (all batches the same length)."""
+ROI_LEGEND: dict[str, tuple[int, int, int]] = dict(ROI_COLOURS)  # what the ROI colour code means, for `legend=`
+
+
+def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap: str | None = None,
+              legend: Mapping[str, tuple[int, int, int]] | None = None):
+    """One figure with a named row per batch of images (all batches the same length); `legend` (name -> RGB in
+    0..255, e.g. ROI_LEGEND) adds a colour key under the rows."""
     count = len(rows[0][1])
     fig, axes = plt.subplots(len(rows), count, figsize=(size * count, size * len(rows)), squeeze=False)
     for r, (name, images) in enumerate(rows):
@@ -70,7 +75,18 @@ def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap:
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center")
     fig.tight_layout()
+    if legend:
+        add_colour_key(fig, legend)
     return fig
+
+
+def add_colour_key(fig, colours: Mapping[str, tuple[int, int, int]]) -> None:
+    """A one-row legend of coloured patches under a figure (name -> RGB in 0..255)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=tuple(v / 255 for v in rgb), edgecolor="0.5", label=name) for name, rgb in colours.items()]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), frameon=False,
+               fontsize=9)
 
 
 def heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], ax=None, cmap: str = "RdBu_r",
@@ -142,5 +158,5 @@ def stable_ids(html: str) -> str:
     return html
 
 
-__all__ = ["helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid", "show_rows", "heatmap",
-           "player", "offline_controls", "stable_ids"]
+__all__ = ["ROI_LEGEND", "add_colour_key", "helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid",
+           "show_rows", "heatmap", "player", "offline_controls", "stable_ids"]

@@ -21,3 +21,14 @@ def test_player_loads_nothing_from_the_network():
     assert 'class="fa' not in html and "\u25b6" in html  # play button as a character
     assert html.count("<button") == 9
     assert viz.player(frames, captions=["a", "b", "c"]).data == html  # stable ids
+
+
+def test_show_rows_draws_the_roi_colour_key():
+    import matplotlib.pyplot as plt
+
+    rows = [("ROIs", viz.roi_ids_colour_map(torch.tensor([[[0, 1], [2, 3]], [[4, 5], [0, 0]]])))]
+    fig = viz.show_rows(rows, legend=viz.ROI_LEGEND)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == list(ROI_COLOURS)
+    assert viz.show_rows(rows).legends == []
+    plt.close("all")
