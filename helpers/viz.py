@@ -55,13 +55,10 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=
     return ax
 
 
-ROI_LEGEND: dict[str, tuple[int, int, int]] = dict(ROI_COLOURS)  # what the ROI colour code means, for `legend=`
-
-
 def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap: str | None = None,
               legend: Mapping[str, tuple[int, int, int]] | None = None):
     """One figure with a named row per batch of images (all batches the same length); `legend` (name -> RGB in
-    0..255, e.g. ROI_LEGEND) adds a colour key under the rows."""
+    0..255, e.g. labels.ROI_COLOURS) adds a colour key under the rows."""
     count = len(rows[0][1])
     fig, axes = plt.subplots(len(rows), count, figsize=(size * count, size * len(rows)), squeeze=False)
     for r, (name, images) in enumerate(rows):
@@ -158,5 +155,5 @@ def stable_ids(html: str) -> str:
     return html
 
 
-__all__ = ["ROI_LEGEND", "add_colour_key", "helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid",
+__all__ = ["add_colour_key", "helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid",
            "show_rows", "heatmap", "player", "offline_controls", "stable_ids"]

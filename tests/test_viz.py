@@ -27,7 +27,7 @@ def test_show_rows_draws_the_roi_colour_key():
     import matplotlib.pyplot as plt
 
     rows = [("ROIs", viz.roi_ids_colour_map(torch.tensor([[[0, 1], [2, 3]], [[4, 5], [0, 0]]])))]
-    fig = viz.show_rows(rows, legend=viz.ROI_LEGEND)
+    fig = viz.show_rows(rows, legend=ROI_COLOURS)
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == list(ROI_COLOURS)
     assert viz.show_rows(rows).legends == []
