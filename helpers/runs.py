@@ -2,7 +2,9 @@
 
     run = runs.Run(cfg, chapter="00_faces")     # prints the header
     with run.phase("train"): ...               # wall time per phase (in metrics.json only: outputs stay stable)
-    run.record("table1/full/miou", 0.71)       # any number a table shows
+    run.record("table1/full/miou", 0.71)       # any number the chapter shows (returns nothing: no echo in a cell)
+    run.table("table1", {"full": {"mIoU": 0.71}}, reference={"paper": {"mIoU": 0.7031}})  # recorded and shown
+    run.glue("full_miou", 0.71)                # recorded, and quoted in the prose as {glue:text}`full_miou:.3f`
     run.claim("recon_miou", "full model mIoU >= 0.70", paper=0.7031, ours=0.71, criterion=">= 0.70", reproduced=True)
     run.save()                                 # writes <out_dir>/metrics.json atomically
 """
@@ -15,9 +17,9 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from .config import RunConfig, print_header, run_header
+from .config import RunConfig, in_notebook_kernel, print_header, run_header
 
 
 def _jsonable(value: Any) -> Any:
@@ -57,8 +59,8 @@ class Run:
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - began
 
-    def record(self, key: str, value: Any) -> Any:
-        """Store a number (or a nested structure of numbers) under a '/'-separated key; returns the value."""
+    def record(self, key: str, value: Any) -> None:
+        """Store a number (or a nested structure of numbers) under a '/'-separated key."""
         node = self.metrics
         *parents, leaf = key.split("/")
         for part in parents:
@@ -66,7 +68,45 @@ class Run:
             if not isinstance(node, dict):
                 raise ValueError(f"metrics key {key!r}: {part!r} already holds a value")
         node[leaf] = _jsonable(value)
-        return value
+
+    def table(self, key: str, rows: Mapping[str, Mapping[str, Any]],
+              reference: Mapping[str, Mapping[str, Any]] | None = None, columns: Sequence[str] | None = None,
+              first_column: str = "", digits: int = 3, formats: Mapping[str, str] | None = None) -> None:
+        """Record a table of this run's numbers under `key` and show it as Markdown in one call.
+
+        `rows` maps a row's label to {column: value}; `reference` rows (the paper's numbers) are shown above them but
+        not recorded. Columns are `columns` or the union of the rows' keys in order; a missing value, None or NaN
+        shows as "—", floats with `digits` decimals unless `formats` gives the column a format ("{:.2%}").
+        """
+        if reference and set(reference) & set(rows):
+            raise ValueError(f"table {key!r}: rows {sorted(set(reference) & set(rows))} are both reference and ours")
+        self.record(key, {label: dict(values) for label, values in rows.items()})
+        shown = {**(reference or {}), **rows}
+        if columns is None:
+            columns = list(dict.fromkeys(c for values in shown.values() for c in values))
+        formats = formats or {}
+        body = [[label, *(_fmt(values.get(c), digits, form=formats.get(c)) for c in columns)]
+                for label, values in shown.items()]
+        _show_markdown(markdown_table([first_column, *columns], body))
+
+    def glue(self, name: str, value: Any) -> None:
+        """Record a number (or short text) the chapter's prose quotes, and glue it for myst-nb.
+
+        The Markdown then writes {glue:text}`name:.3f` (a format spec of Python's mini-language) instead of typing
+        the number, so the prose always shows this run's value. Recorded under "prose/<name>" in metrics.json.
+        """
+        if not name.isidentifier():
+            raise ValueError(f"glue name {name!r}: use letters, digits and underscores (it appears in the Markdown)")
+        if isinstance(value, str) and len(value) > 200:
+            raise ValueError(f"glue {name!r}: {len(value)} characters; glue numbers or a few words, not prose")
+        value = _jsonable(value)
+        if not isinstance(value, (int, float, str)):
+            raise TypeError(f"glue {name!r}: a number or a string, got {type(value).__name__}")
+        self.record(f"prose/{name}", value)
+        if in_notebook_kernel():  # the book's builder reads the glued outputs; a script has no notebook to glue into
+            from myst_nb import glue
+
+            glue(name, value, display=False)
 
     def claim(self, id: str, claim: str, paper: Any, ours: Any, criterion: str, reproduced: bool) -> dict:
         """Add a headline claim of the paper with this run's number and whether it reproduces."""
@@ -78,21 +118,15 @@ class Run:
         return item
 
     def claims_markdown(self) -> str:
-        """The closing claims table as Markdown (a "|" inside a cell, as in |yaw|, is escaped)."""
-        rows = ["| id | claim | paper | ours | criterion | reproduced |", "|---|---|---|---|---|---|"]
-        for c in self.claims:
-            cells = (c["claim"], _fmt(c["paper"]), _fmt(c["ours"]), c["criterion"])
-            rows.append(f"| `{c['id']}` | " + " | ".join(str(x).replace("|", "\\|") for x in cells)
-                        + f" | {'yes' if c['reproduced'] else '**no**'} |")
-        return "\n".join(rows)
+        """The closing claims table as Markdown."""
+        body = [[f"`{c['id']}`", c["claim"], _fmt(c["paper"], 4, significant=True),
+                 _fmt(c["ours"], 4, significant=True), c["criterion"], "yes" if c["reproduced"] else "**no**"]
+                for c in self.claims]
+        return markdown_table(["id", "claim", "paper", "ours", "criterion", "reproduced"], body)
 
     def show_claims(self) -> None:
         """Display the claims table (Markdown in a notebook, text elsewhere)."""
-        try:
-            from IPython.display import Markdown, display
-            display(Markdown(self.claims_markdown()))
-        except ImportError:
-            print(self.claims_markdown())
+        _show_markdown(self.claims_markdown())
 
     def as_dict(self) -> dict[str, Any]:
         """Everything metrics.json holds."""
@@ -118,10 +152,38 @@ class Run:
         return path
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int, significant: bool = False, form: str | None = None) -> str:
+    """A table cell: a number in `form` or floats with `digits` decimals (or significant digits), None and NaN as a
+    dash."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if form is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return form.format(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
+        return f"{value:.{digits}g}" if significant else f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; a "|" inside a cell (as in |yaw|) is escaped."""
+    def line(cells):
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells under a header of {len(header)}: {row!r}")
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(row) for row in rows)])
+
+
+def _show_markdown(text: str) -> None:
+    """Markdown in a notebook, plain text elsewhere."""
+    if in_notebook_kernel():
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    else:
+        print(text)
 
 
 def load_metrics(path: str | os.PathLike) -> dict[str, Any]:

@@ -18,7 +18,7 @@ Choices made here, on purpose:
 - Final blur. Algorithm 2, line 3 ("x_hat = x_hat (x) sigma(3, 3)") blurs the WHOLE blended image, not only the
   matte's edge: outside the ROI the output is blur3(x), not x. We do as the paper (`final_blur=True`);
   `final_blur=False` is the ablation. Measure localisation against blur3(x) when the final blur is on
-  (`change_inside_share`).
+  (`helpers.metrics.change_inside_share`).
 - Noise. The draws are N(0, I) of shape [n_draws, D], shared by every image of the batch and drawn from a CPU
   generator seeded with `seed`: draw j is the same style perturbation for every face, and the result for an image
   does not depend on the batch it was processed in. Per-image draws [B, n_draws, D] can be passed as `noise`.
@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .metrics import l1_per_image
 from .models import l2s
 from .models.sae import SwappingAutoencoder, l2_normalize
 
@@ -274,27 +275,6 @@ def structure_edit(model: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Te
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Measures
-
-
-def change_inside_share(original: Tensor, edited: Tensor, region: Tensor) -> Tensor:
-    """Localisation of an edit: share of sum_p |edited(p) - original(p)|^2 that lies inside `region`, float64 [...].
-
-    Images [..., 3, H, W] (broadcast), region bool [..., H, W] broadcastable to the change map; NaN where nothing
-    changed. With Algorithm 2's final blur, pass blur3(original) so that the blur itself is not counted as change.
-    """
-    change = (edited.double() - original.double()).pow(2).sum(-3)  # [..., H, W]
-    inside = (change * region.to(change.device, torch.float64)).sum((-2, -1))
-    total = change.sum((-2, -1))
-    return torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), math.nan)
-
-
-def l1_per_image(a: Tensor, b: Tensor) -> Tensor:
-    """Mean absolute difference of each pair of images [B, ...] -> [B] (the SAE's L1 reconstruction loss per image)."""
-    return (a.float() - b.float()).abs().flatten(1).mean(1)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Optimisation-based inversion (the baseline the paper avoids)
 
 
@@ -357,5 +337,5 @@ def invert_latent(model: SwappingAutoencoder, image: Tensor, target_error: float
 __all__ = [
     "MASK_RULES", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
     "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit", "style_swap", "structure_edit",
-    "change_inside_share", "l1_per_image", "Inversion", "mean_codes", "invert_latent",
+    "Inversion", "mean_codes", "invert_latent",
 ]

@@ -64,3 +64,69 @@ def test_outputs_load_nothing_from_the_network(path):
     remote_loads = load_script("check_offline").remote_loads  # the rule `make html` checks the built pages with
     for text in html:
         assert not remote_loads(text), "an output loads from the network"
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
+# Chapters 4 and 5 still type their results into the prose: binding them waits for a re-run (issue 15, item 1).
+PROSE_BOUND = [p for p in NOTEBOOKS if not p.name.startswith(("04_", "05_"))]
+
+
+def glued_names(nb: nbformat.NotebookNode) -> set[str]:
+    """The names a notebook's outputs glue (myst-nb's own reader of them)."""
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    return {key for cell in nb.cells if cell.cell_type == "code" for key, _ in extract_glue_data_cell(cell)}
+
+
+def cited_names(nb: nbformat.NotebookNode) -> set[str]:
+    """The names the Markdown cites as {glue:text}`name:format` (or any other glue role)."""
+    return {target.split(":", 1)[0] for cell in nb.cells if cell.cell_type == "markdown"
+            for target in GLUE_ROLE.findall(cell.source)}
+
+
+def typed_results(nb: nbformat.NotebookNode) -> list[str]:
+    """Decimal numbers typed into the prose that no run produced: not glued, not a constant of the chapter's code,
+    not in a sentence quoting the paper, not a section or equation number. The header (cell 0) states measured times
+    and memory; the exercises ask questions; both are left out."""
+    constants = set(re.findall(r"\d+\.\d+", " ".join(c.source for c in nb.cells if c.cell_type == "code")))
+    found = []
+    for cell in nb.cells[1:]:
+        if cell.cell_type != "markdown":
+            continue
+        text = cell.source.split("## Exercises")[0]
+        text = re.sub(r"\$[^$]*\$|`[^`]*`|\{glue(?::\w+)?\}`[^`]*`", " ", text)  # math, code, glued values
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z*(\-])", text):
+            if "paper" in sentence.lower():
+                continue
+            for match in re.finditer(r"(?<![\w.])(\d+\.\d+)(?!\w|\.\d)", sentence):
+                before = sentence[:match.start()]
+                if match.group(1) in constants or re.search(r"(Sec\.|Eq\.|Fig\.|Table|Algorithm)\s*$", before):
+                    continue
+                found.append(f"{match.group(1)} in {' '.join(sentence.split())[:100]!r}")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_value_the_prose_cites_is_in_the_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    missing = cited_names(nb) - glued_names(nb)
+    assert not missing, f"{path}: the Markdown cites {sorted(missing)}, which no output glues (re-execute it)"
+
+
+@pytest.mark.parametrize("path", PROSE_BOUND, ids=lambda p: p.name)
+def test_prose_quotes_results_from_the_run_not_typed(path):
+    typed = typed_results(nbformat.read(path, as_version=4))
+    assert not typed, f"{path}: numbers typed into the prose; glue them from the run (runs.Run.glue):\n" + \
+        "\n".join(typed)
+
+
+def test_typed_results_finds_a_typed_number_and_spares_the_others():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Header, 3.9 GB"),
+                nbformat.v4.new_code_cell("run.claim('x', paper=0.729)\nlr = 0.002"),
+                nbformat.v4.new_markdown_cell("Our F1 is 0.639, below the claim. A 2.5D map. The mIoU is 0.71. "
+                                              "The paper has 0.812 here. "
+                                              "We train with lr 0.002 as in Sec. 3.2 and Eq. 2.1. The F1 is "
+                                              "{glue:text}`f1:.3f` and $x = 0.5$ and `y = 1.25`.\n\n## Exercises\n"
+                                              "Try 0.25.")]
+    assert typed_results(nb) == ["0.639 in 'Our F1 is 0.639, below the claim.'", "0.71 in 'The mIoU is 0.71.'"]

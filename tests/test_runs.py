@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -34,7 +35,7 @@ def test_metrics_json_content(run, tmp_path):
         pass
     with run.phase("train"):
         pass
-    assert run.record("table1/full/miou", 0.71) == 0.71
+    assert run.record("table1/full/miou", 0.71) is None  # a cell ending in run.record(...) shows nothing
     run.record("table1/no_kl/miou", torch.tensor(0.5))
     run.record("fid", np.float32(12.5))
     run.record("curve", torch.tensor([1.0, 2.0]))
@@ -116,6 +117,59 @@ def test_claims_markdown(run):
 def test_claims_markdown_escapes_pipes_inside_cells(run):
     run.claim("abs", "error on |yaw| > 30°", paper="|x|", ours=1.0, criterion="lower", reproduced=True)
     assert run.claims_markdown().splitlines()[-1] == "| `abs` | error on \\|yaw\\| > 30° | \\|x\\| | 1 | lower | yes |"
+
+
+def test_table_records_our_rows_and_shows_the_reference_above_them(run, capsys):
+    run.table("table1", {"full": {"mIoU": 0.71234, "eyes": float("nan")}, "no KL": {"mIoU": torch.tensor(0.5)}},
+              reference={"paper": {"mIoU": 0.7031, "eyes": None}}, first_column="model")
+    assert run.metrics == {"table1": {"full": {"mIoU": 0.71234, "eyes": "nan"}, "no KL": {"mIoU": 0.5}}}
+    assert capsys.readouterr().out.splitlines() == [  # outside a notebook the Markdown is printed
+        "| model | mIoU | eyes |",
+        "|---|---|---|",
+        "| paper | 0.703 | — |",
+        "| full | 0.712 | — |",
+        "| no KL | 0.500 | — |",
+    ]
+
+
+def test_table_column_order_digits_and_errors(run, capsys):
+    run.table("t", {"a": {"x": 1, "y": 0.123456, "z": 0.7031, "w": "text"}}, columns=["y", "x", "z", "w"], digits=1,
+              formats={"z": "{:.2%}", "w": "{:.2%}"})
+    assert capsys.readouterr().out.splitlines()[2] == "| a | 0.1 | 1 | 70.31% | text |"
+    with pytest.raises(ValueError, match="both reference and ours"):
+        run.table("u", {"a": {"x": 1}}, reference={"a": {"x": 2}})
+    assert "u" not in run.metrics
+
+
+def test_glue_records_under_prose_and_refuses_what_prose_cannot_quote(run, capsys):
+    run.glue("acs_ratio", torch.tensor(1.92))
+    run.glue("best_rule", "consistency")
+    assert run.metrics["prose"] == {"acs_ratio": pytest.approx(1.92), "best_rule": "consistency"}
+    assert capsys.readouterr().out == ""  # outside a kernel nothing is displayed
+    with pytest.raises(ValueError, match="glue name 'acs ratio'"):
+        run.glue("acs ratio", 1.0)
+    with pytest.raises(TypeError, match="a number or a string"):
+        run.glue("pair", [1.0, 2.0])
+    with pytest.raises(ValueError, match="not prose"):
+        run.glue("long", "x" * 201)
+
+
+def test_glue_in_a_kernel_leaves_an_output_myst_nb_reads(tmp_path):
+    from myst_nb.ext.glue import extract_glue_data_cell
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from helpers import config, runs\n"
+        f"run = runs.Run(config.validate(profile='smoke', out_dir={str(tmp_path / 'out')!r}), 'x', show_header=False)\n"
+        "run.glue('acs_ratio', 1.9234)\nrun.glue('rule', 'consistency')")]
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    glued = dict(extract_glue_data_cell(nb.cells[0]))
+    assert set(glued) == {"acs_ratio", "rule"}
+    assert glued["acs_ratio"]["data"]["text/plain"] == "1.9234"
+    assert glued["rule"]["data"]["text/plain"] == "'consistency'"
+    assert all("text/plain" not in output.get("data", {}) for output in nb.cells[0].outputs)  # nothing shown
 
 
 def test_flatten():

@@ -376,13 +376,6 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SISConfi
     return training_spec(config, data, steps=row.steps, batch_size=row.batch_size, seed=seed)
 
 
-def change_share(before: Tensor, after: Tensor, region: Tensor) -> Tensor:
-    """Share of the squared image change sum((after-before)^2) that lies inside `region` [B,H,W] (bool), per image."""
-    diff = (after.float() - before.float()).pow(2).sum(1)
-    inside = (diff * region.float()).sum(dim=(1, 2))
-    return inside / diff.sum(dim=(1, 2)).clamp_min(1e-12)
-
-
 __all__ = ["SISConfig", "SISModel", "StyleEncoder", "Generator", "PatchDiscriminator", "build", "one_hot",
            "region_average", "broadcast_styles", "receptive_radius", "extract_styles", "synthesize",
-           "training_spec", "EVALUATED_NETS", "book_spec", "change_share"]
+           "training_spec", "EVALUATED_NETS", "book_spec"]

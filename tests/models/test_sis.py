@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.data.synthfaces import SynthFaces
+from helpers import metrics
 from helpers.models import sis
 from helpers.train import train
 
@@ -71,8 +72,8 @@ def test_generator_is_local(res):
     window[max(0, y0 - r):y0 + k + r, max(0, x0 - r):x0 + k + r] = True
     assert diff[window].max() > 1e-3  # the edit does change the output ...
     assert diff[~window].max() <= 1e-6 if (~window).any() else True  # ... and nothing beyond the bound
-    assert sis.change_share(torch.zeros(1, 3, res, res), diff[None, None].expand(1, 3, res, res),
-                            window[None]).item() > 0.999
+    assert metrics.change_inside_share(torch.zeros(1, 3, res, res), diff[None, None].expand(1, 3, res, res),
+                                       window[None]).item() > 0.999
 
 
 def test_short_training_reduces_l1_and_is_deterministic(tmp_path):

@@ -1,4 +1,4 @@
-"""Measures of what an edit of a label map does: validity, adaptation, diversity and monotonicity (paper 001, Sec. 4.2).
+"""Measures of what an edit does: of a label map (paper 001, Sec. 4.2) and of an image (papers 001 and 002).
 
 Paper 001 judges its generated, perturbed and interpolated parts by eye (Fig. 3-5). These functions turn what the
 figures show into numbers, on label maps [B, H, W] of class ids:
@@ -8,10 +8,14 @@ figures show into numbers, on label maps [B, H, W] of class ids:
 - adaptation: how much the rest of the mask changes when one part is edited (`other_parts_change`);
 - diversity: how different several generations of one part are (`mean_pairwise_iou_distance`);
 - monotonicity: whether a part's area and centroid move steadily along an interpolation (`spearman`).
+
+And on images: where an edit's change lands (`change_inside_share`: chapter 1's mask edits rendered by the SIS
+network, chapter 3's style edits) and how far two images are (`l1_per_image`).
 """
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 from scipy import stats
@@ -99,3 +103,20 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     if bool((x == x[0]).all()) or bool((y == y[0]).all()):
         return float("nan")
     return float(stats.spearmanr(x.double().numpy(), y.double().numpy()).statistic)
+
+
+def change_inside_share(original: torch.Tensor, edited: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Localisation of an edit: share of sum_p |edited(p) - original(p)|^2 that lies inside `region`, float64 [...].
+
+    Images [..., 3, H, W] (broadcast), region bool [..., H, W] broadcastable to the change map; NaN where nothing
+    changed. With Algorithm 2's final blur (paper 002), pass blur3(original) so that the blur itself is not counted.
+    """
+    change = (edited.double() - original.double()).pow(2).sum(-3)  # [..., H, W]
+    inside = (change * region.to(change.device, torch.float64)).sum((-2, -1))
+    total = change.sum((-2, -1))
+    return torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), math.nan)
+
+
+def l1_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of each pair of images [B, ...] -> [B] (the SAE's L1 reconstruction loss per image)."""
+    return (a.float() - b.float()).abs().flatten(1).mean(1)
