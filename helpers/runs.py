@@ -108,14 +108,13 @@ class Run:
 
             glue(name, value, display=False)
 
-    def claim(self, id: str, claim: str, paper: Any, ours: Any, criterion: str, reproduced: bool) -> dict:
+    def claim(self, id: str, claim: str, paper: Any, ours: Any, criterion: str, reproduced: bool) -> None:
         """Add a headline claim of the paper with this run's number and whether it reproduces."""
         if any(c["id"] == id for c in self.claims):
             raise ValueError(f"claim {id!r} recorded twice")
         item = {"id": id, "claim": claim, "paper": _jsonable(paper), "ours": _jsonable(ours),
                 "criterion": criterion, "reproduced": bool(reproduced)}
         self.claims.append(item)
-        return item
 
     def claims_markdown(self) -> str:
         """The closing claims table as Markdown."""

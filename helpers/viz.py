@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -77,13 +78,14 @@ def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap:
     return fig
 
 
-def add_colour_key(fig, colours: Mapping[str, tuple[int, int, int]]) -> None:
-    """A one-row legend of coloured patches under a figure (name -> RGB in 0..255)."""
+def add_colour_key(fig, colours: Mapping[str, tuple[int, int, int]], below: bool = True, columns: int = 8):
+    """A legend of coloured patches (name -> RGB in 0..255), at most `columns` per row: under the figure, or
+    (below=False) inside its bottom edge, for figures saved without a tight bounding box (the players)."""
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=tuple(v / 255 for v in rgb), edgecolor="0.5", label=name) for name, rgb in colours.items()]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), frameon=False,
-               fontsize=9)
+    fig.legend(handles=handles, loc="upper center" if below else "lower center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(columns, len(handles)), frameon=False, fontsize=9)
 
 
 def heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], ax=None, cmap: str = "RdBu_r",
@@ -106,29 +108,65 @@ def heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], ax=None,
     return ax
 
 
-def player(frames: torch.Tensor, captions: Sequence[str] | None = None, fps: int = 6, size: float = 4.0,
-           nrow: int | None = None):
-    """A scrubbable player (HTML) of frames [T, B, 3, H, W] or [T, 3, H, W]; the static twin of a live slider."""
+def player(frames: torch.Tensor, captions: Sequence[str] | None = None, fps: int = 6, nrow: int | None = None,
+           labels: Sequence[str] | None = None, legend: Mapping[str, tuple[int, int, int]] | None = None,
+           tile: float = 1.5, size: float | None = None):
+    """A scrubbable player (HTML), the static twin of a live slider.
+
+    `frames` [T, B, 3, H, W] are drawn as B tiles, `nrow` per row, each `tile` inches wide (or `size` inches for
+    the whole row), with an optional label over each tile and a colour key (`legend`, name -> RGB in 0..255) under
+    them; [T, 3, H, W] is one tile per frame. Captions are wrapped to the figure's width.
+    """
     from IPython.display import HTML
 
-    if frames.dim() == 5:
-        frames = torch.stack([grid(f, nrow=nrow or f.shape[0]) for f in frames])
-    height, width = frames.shape[-2:]
-    fig, ax = plt.subplots(figsize=(size * width / max(height, width) * 1.0 + 0.2, size * height / max(height, width)))
-    ax.set_axis_off()
-    shown = ax.imshow(to_numpy_image(frames[0]), interpolation="nearest")
-    title = ax.set_title(captions[0] if captions else "")
-    fig.tight_layout()
-
-    def draw(t):
-        shown.set_data(to_numpy_image(frames[t]))
-        title.set_text(captions[t] if captions else "")
-        return shown, title
-
+    fig, draw = _player_figure(frames, captions, nrow, labels, legend, tile, size)
     anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 // fps, blit=False)
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return HTML(stable_ids(offline_controls(html)))
+
+
+def _player_figure(frames, captions, nrow, labels, legend, tile, size):
+    """The player's figure at frame 0 and the function that draws frame t on it."""
+    if frames.dim() == 4:
+        frames = frames[:, None]
+    if captions is not None and len(captions) != len(frames):
+        raise ValueError(f"captions: {len(captions)} for {len(frames)} frames")
+    count = frames.shape[1]
+    if labels is not None and len(labels) != count:
+        raise ValueError(f"labels: {len(labels)} names for {count} tiles per frame")
+    columns = min(nrow or count, count)
+    rows = -(-count // columns)
+    width = size / columns if size else tile
+    height = width * frames.shape[-2] / frames.shape[-1]
+    label_room = 0.3 if labels is not None else 0.05
+    key_columns = max(1, min(len(legend or ()), int(width * columns / 1.3)))  # about 1.3 in per entry at 9 pt
+    key_room = 0.3 * -(-len(legend) // key_columns) + 0.1 if legend else 0.0
+    chars = max(20, int(width * columns * 12))  # characters per caption line at 10 pt
+    wrapped = [textwrap.fill(text, chars) for text in (captions or [""] * len(frames))]
+    lines = max(text.count("\n") + 1 for text in wrapped)
+    wrapped = [text + "\n" * (lines - 1 - text.count("\n")) for text in wrapped]  # one layout for every frame
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(width * columns, (height + label_room) * rows + 0.2 * lines + 0.2 + key_room))
+    shown = []
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < count:
+            shown.append(ax.imshow(to_numpy_image(frames[0, k]), interpolation="nearest"))
+            if labels is not None:
+                ax.set_title(labels[k], fontsize=9)
+    title = fig.suptitle(wrapped[0], fontsize=10)
+    fig.tight_layout(rect=(0, key_room / fig.get_figheight(), 1, 1))
+    if legend:
+        add_colour_key(fig, legend, below=False, columns=key_columns)
+
+    def draw(t):
+        for k, image in enumerate(shown):
+            image.set_data(to_numpy_image(frames[t, k]))
+        title.set_text(wrapped[t])
+        return (*shown, title)
+
+    return fig, draw
 
 
 # matplotlib's jshtml links Font Awesome from a CDN for its button icons; the book works offline, so the link goes
