@@ -57,10 +57,12 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=
 
 
 def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap: str | None = None,
-              legend: Mapping[str, tuple[int, int, int]] | None = None):
-    """One figure with a named row per batch of images (all batches the same length); `legend` (name -> RGB in
-    0..255, e.g. labels.ROI_COLOURS) adds a colour key under the rows."""
+              legend: Mapping[str, tuple[int, int, int]] | None = None, columns: Sequence[str] | None = None):
+    """One figure with a named row per batch of images (all batches the same length); `columns` names the columns
+    over the first row; `legend` (name -> RGB in 0..255, e.g. labels.ROI_COLOURS) adds a colour key under the rows."""
     count = len(rows[0][1])
+    if columns is not None and len(columns) != count:
+        raise ValueError(f"columns: {len(columns)} names for {count} images per row")
     fig, axes = plt.subplots(len(rows), count, figsize=(size * count, size * len(rows)), squeeze=False)
     for r, (name, images) in enumerate(rows):
         for c in range(count):
@@ -72,6 +74,8 @@ def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap:
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            if r == 0 and columns is not None:
+                ax.set_title(columns[c], fontsize=9)
     fig.tight_layout()
     if legend:
         add_colour_key(fig, legend)

@@ -32,6 +32,10 @@ def test_show_rows_draws_the_roi_colour_key():
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == list(ROI_COLOURS)
     assert viz.show_rows(rows).legends == []
+    titled = viz.show_rows(rows, columns=["first", "second"])
+    assert [ax.get_title() for ax in titled.axes] == ["first", "second"]
+    with pytest.raises(ValueError, match="columns: 1 names for 2 images"):
+        viz.show_rows(rows, columns=["one"])
     plt.close("all")
 
 
