@@ -4,6 +4,7 @@
 - `activeness`: paper 000's activeness map (Eq. 3) and ACS of a sliced structure code;
 - `distributions`: Fréchet distance and perceptual path length in a feature space the caller chooses;
 - `separability`: DCI and linear / non-linear separability of attributes in latent codes (paper 003, Table 1);
+- `geometry`: a reconstructed depth map against the true one (unsup3d's SIDE and MAD: chapter 4);
 - `edits`: what an edit does to a label map (validity, adaptation, diversity, monotonicity: paper 001) and where an
   image edit's change lands (papers 001 and 002).
 
@@ -13,6 +14,7 @@ from .activeness import activeness_compaction_score, activeness_map
 from .distributions import feature_frechet_distance, feature_statistics, frechet_distance, path_length_w_end
 from .edits import (area_range, centroids, change_inside_share, dilate, iou, l1_per_image, mean_pairwise_iou_distance,
                     other_parts_change, part_areas, share_in_range, spearman, stray_pixels)
+from .geometry import mean_angle_deviation, scale_invariant_depth_error
 from .segmentation import (class_frequencies, class_pixel_counts, class_support, confusion_matrix, f1_per_class,
                            iou_per_class, pixel_accuracy)
 from .separability import (dci, dci_from_importances, fit_linear_svms, linear_separability,
@@ -25,5 +27,6 @@ __all__ = [
     "mean_pairwise_iou_distance", "centroids", "spearman", "change_inside_share", "l1_per_image",
     "class_pixel_counts", "class_frequencies", "confusion_matrix", "iou_per_class", "f1_per_class", "pixel_accuracy",
     "class_support",
+    "scale_invariant_depth_error", "mean_angle_deviation",
     "dci_from_importances", "dci", "fit_linear_svms", "linear_separability", "nonlinear_separability",
 ]

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import directions, render
+from ..metrics import mean_angle_deviation, scale_invariant_depth_error
 from ..train import Phase, TrainSpec
 from .mask_vae import group_count
 from .semantics import SEMANTIC_NAMES, semantics_from_parts, true_semantics
@@ -435,24 +436,6 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, generator: Any,
 # Evaluation against SynthFaces' ground truth (unsup3d's synface protocol)
 
 
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    return (x * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
-
-
-def scale_invariant_depth_error(depth: Tensor, true_depth: Tensor, mask: Tensor) -> Tensor:
-    """SIDE per image [B]: sqrt(mean(delta^2) - mean(delta)^2), delta = log depth - log true depth, over `mask`."""
-    delta = depth.clamp_min(1e-6).log() - true_depth.clamp_min(1e-6).log()
-    return (_masked_mean(delta ** 2, mask) - _masked_mean(delta, mask) ** 2).clamp_min(0).sqrt()
-
-
-def mean_angle_deviation(depth: Tensor, true_depth: Tensor, mask: Tensor, fov: float = 10.0) -> Tensor:
-    """MAD per image [B]: mean angle in degrees between the normals of the two view depth maps, over `mask`."""
-    n1, n2 = render.depth_to_normals(depth, fov), render.depth_to_normals(true_depth, fov)
-    cross = torch.linalg.cross(n1, n2, dim=1).norm(dim=1, keepdim=True)
-    angle = torch.rad2deg(torch.atan2(cross, (n1 * n2).sum(1, keepdim=True)))  # exact near 0, unlike acos
-    return _masked_mean(angle, mask)
-
-
 def evaluation_mask(foreground: Tensor, erode: int = 1) -> Tensor:
     """The face pixels scored by SIDE/MAD: the true foreground [B,1,R,R] eroded by `erode` pixels (edges excluded)."""
     m = (foreground > 0.5).float()
@@ -493,7 +476,7 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
     "canonical_image", "reconstruct", "photometric_loss", "Generations", "losses", "training_spec", "EVALUATED_NETS",
-    "book_config", "book_spec", "scale_invariant_depth_error", "mean_angle_deviation", "evaluation_mask", "evaluate",
+    "book_config", "book_spec", "evaluation_mask", "evaluate",
     "scores",
     "SEMANTIC_NAMES",
 ]
