@@ -82,14 +82,19 @@ def show_rows(rows: Sequence[tuple[str, torch.Tensor]], size: float = 1.3, cmap:
     return fig
 
 
-def add_colour_key(fig, colours: Mapping[str, tuple[int, int, int]], below: bool = True, columns: int = 8):
-    """A legend of coloured patches (name -> RGB in 0..255), at most `columns` per row: under the figure, or
+def key_columns(width: float, entries: int) -> int:
+    """Entries per row of a colour key that fits a figure `width` inches wide (about 1.3 in per entry at 9 pt)."""
+    return max(1, min(entries, int(width / 1.3)))
+
+
+def add_colour_key(fig, colours: Mapping[str, tuple[int, int, int]], below: bool = True) -> None:
+    """A legend of coloured patches (name -> RGB in 0..255) wrapped to the figure's width: under the figure, or
     (below=False) inside its bottom edge, for figures saved without a tight bounding box (the players)."""
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=tuple(v / 255 for v in rgb), edgecolor="0.5", label=name) for name, rgb in colours.items()]
     fig.legend(handles=handles, loc="upper center" if below else "lower center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(columns, len(handles)), frameon=False, fontsize=9)
+               ncol=key_columns(fig.get_figwidth(), len(handles)), frameon=False, fontsize=9)
 
 
 def heatmap(matrix, row_names: Sequence[str], col_names: Sequence[str], ax=None, cmap: str = "RdBu_r",
@@ -144,8 +149,7 @@ def _player_figure(frames, captions, nrow, labels, legend, tile, size):
     width = size / columns if size else tile
     height = width * frames.shape[-2] / frames.shape[-1]
     label_room = 0.3 if labels is not None else 0.05
-    key_columns = max(1, min(len(legend or ()), int(width * columns / 1.3)))  # about 1.3 in per entry at 9 pt
-    key_room = 0.3 * -(-len(legend) // key_columns) + 0.1 if legend else 0.0
+    key_room = 0.3 * -(-len(legend) // key_columns(width * columns, len(legend))) + 0.1 if legend else 0.0
     chars = max(20, int(width * columns * 12))  # characters per caption line at 10 pt
     wrapped = [textwrap.fill(text, chars) for text in (captions or [""] * len(frames))]
     lines = max(text.count("\n") + 1 for text in wrapped)
@@ -162,7 +166,7 @@ def _player_figure(frames, captions, nrow, labels, legend, tile, size):
     title = fig.suptitle(wrapped[0], fontsize=10)
     fig.tight_layout(rect=(0, key_room / fig.get_figheight(), 1, 1))
     if legend:
-        add_colour_key(fig, legend, below=False, columns=key_columns)
+        add_colour_key(fig, legend, below=False)
 
     def draw(t):
         for k, image in enumerate(shown):
@@ -197,5 +201,5 @@ def stable_ids(html: str) -> str:
     return html
 
 
-__all__ = ["add_colour_key", "helen_colour_map", "roi_colour_map", "to_numpy_image", "grid", "show_grid",
-           "show_rows", "heatmap", "player", "offline_controls", "stable_ids"]
+__all__ = ["add_colour_key", "key_columns", "helen_colour_map", "roi_colour_map", "to_numpy_image", "grid",
+           "show_grid", "show_rows", "heatmap", "player", "offline_controls", "stable_ids"]

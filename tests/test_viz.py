@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import viz
-from helpers.data.labels import HELEN_ID, ROI_COLOURS
+from helpers.data.labels import HELEN_COLOURS, HELEN_ID, ROI_COLOURS
 
 
 def test_roi_colours_from_roi_ids_and_from_helen_labels_agree():
@@ -32,6 +32,10 @@ def test_show_rows_draws_the_roi_colour_key():
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == list(ROI_COLOURS)
     assert viz.show_rows(rows).legends == []
+    narrow = viz.show_rows(rows[:1] * 3, size=1.0, legend=HELEN_COLOURS)  # 11 entries under a 2-in figure
+    narrow.canvas.draw()
+    box = narrow.legends[0].get_window_extent().transformed(narrow.transFigure.inverted())
+    assert box.x0 >= 0 and box.x1 <= 1  # wrapped to the figure's width, not wider
     titled = viz.show_rows(rows, columns=["first", "second"])
     assert [ax.get_title() for ax in titled.axes] == ["first", "second"]
     with pytest.raises(ValueError, match="columns: 1 names for 2 images"):
@@ -73,8 +77,6 @@ def test_player_refuses_mismatched_labels_and_captions():
 
 def test_player_key_with_many_entries_wraps_inside_a_narrow_figure():
     import matplotlib.pyplot as plt
-
-    from helpers.data.labels import HELEN_COLOURS
 
     fig, _ = viz._player_figure(torch.rand(1, 3, 3, 8, 8), None, None, None, HELEN_COLOURS, 1.5, None)
     fig.canvas.draw()
