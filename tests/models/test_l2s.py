@@ -90,6 +90,35 @@ def test_consistency_and_argmax_rules():
         l2s.segment(decoded, image, rule="vote")
 
 
+def test_per_roi_margins_shift_each_rois_evidence():
+    image = torch.full((1, 3, 1, 3), 0.3)
+    decoded = torch.zeros(1, 2, 3, 1, 3)
+    decoded[0, 0, :, 0, 0] = 0.1  # ROI 0 decodes its pixel too dark: e_0 = 3 * (0.2 - 0.1) = +0.3, against it
+    decoded[0, 1, :, 0, 1] = 0.3  # ROI 1 reproduces its pixel: e_1 = -0.9
+    assert l2s.consistency_evidence(decoded, image)[0, :, 0, 0].tolist() == pytest.approx([0.3, 0.9])
+    assert l2s.segment(decoded, image).tolist() == [[[0, 2, 0]]]
+    assert l2s.segment(decoded, image, margin=torch.tensor([-0.4, 0.0])).tolist() == [[[1, 2, 0]]]
+    assert l2s.segment(decoded, image, margin=torch.tensor([0.0, 1.0])).tolist() == [[[0, 0, 0]]]
+    assert l2s.segment(decoded, image, margin=0.5).tolist() == l2s.segment(decoded, image, margin=torch.tensor(
+        [0.5, 0.5])).tolist()
+    with pytest.raises(ValueError, match="one value per ROI"):
+        l2s.segment(decoded, image, margin=torch.zeros(3))
+
+
+def test_fit_margins_recovers_a_too_dark_roi_and_keeps_the_others_at_zero():
+    image = torch.full((1, 3, 1, 4), 0.3)
+    decoded = torch.zeros(1, 2, 3, 1, 4)
+    decoded[0, 0, :, 0, :2] = 0.1  # ROI 0 (true at pixels 0, 1) decodes too dark: e_0 = +0.3 there
+    decoded[0, 1, :, 0, 2] = 0.3  # ROI 1 (true at pixel 2) exact; pixel 3 is background
+    truth = torch.tensor([[[1, 1, 2, 0]]])
+    margins = l2s.fit_margins(decoded, image, truth, grid=torch.arange(-5, 6) * 0.1)
+    assert margins[0].item() == pytest.approx(-0.4)  # the margin nearest 0 that takes e_0 = 0.3 below 0
+    assert margins[1].item() == 0.0  # ROI 1 was right already: ties keep 0
+    assert l2s.segment(decoded, image, margin=margins).tolist() == truth.tolist()
+    with pytest.raises(ValueError, match="truth"):
+        l2s.fit_margins(decoded, image, truth[:, :, :2])
+
+
 @pytest.mark.parametrize("dataset", ["synthfaces", "helen"])
 def test_two_training_steps_from_an_sae_state(dataset):
     cfg = tiny(dataset)
