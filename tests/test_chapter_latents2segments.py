@@ -16,6 +16,6 @@ def test_chapter_runs_on_helen_layout_with_two_slices(tmp_path):
     metrics = run_smoke("02_latents2segments", tmp_path, dataset="helen", data_root=str(converted))
     assert metrics["parameters"]["dataset"] == "helen"
     assert {c["id"] for c in metrics["claims"]} == {"acs_l2s", "acs_gain", "segmentation_f1", "segmentation_speed"}
-    assert set(metrics["metrics"]["f1"]["consistency"]) == {"hair", "skin"}  # HELEN: two 4-channel slices
+    assert set(metrics["metrics"]["table2_f1"]["L2S, consistency rule (ours)"]) == {"hair", "skin", "mean"}  # HELEN: two slices
     assert len(metrics["metrics"]["activeness_map"]["L2S"]) == 2
     assert all(len(row) == 2 for row in metrics["metrics"]["activeness_map"]["SAE"])
