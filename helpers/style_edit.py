@@ -172,7 +172,7 @@ def global_style_edit(smn: SwappingAutoencoder, image: Tensor | None, mu: float,
 
 @torch.no_grad()
 def roi_masks(smpn: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Tensor, rule: str = "consistency",
-              **segment_kwargs: float) -> Tensor:
+              **segment_kwargs: float | Tensor) -> Tensor:
     """Algorithm 1, lines 7-9: ROI masks bool [B, K, H, W] from the SMPN's K slice decodes, by `rule` (MASK_RULES)."""
     if rule not in MASK_RULES:
         raise ValueError(f"rule={rule!r}: allowed {MASK_RULES}")
@@ -180,7 +180,8 @@ def roi_masks(smpn: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Tensor, 
     return masks_from_decodes(l2s.roi_images(smpn, image, l2s_cfg), image, rule, **segment_kwargs)
 
 
-def masks_from_decodes(decoded: Tensor, image: Tensor, rule: str = "consistency", **segment_kwargs: float) -> Tensor:
+def masks_from_decodes(decoded: Tensor, image: Tensor, rule: str = "consistency",
+                       **segment_kwargs: float | Tensor) -> Tensor:
     """ROI masks bool [B, K, H, W] from the K slice decodes [B, K, 3, H, W] of `image` (one decode serves every rule).
 
     "positive" is the paper's Decoder_SMPN(Sroi_s, S_t) > 0 in any RGB channel (ROIs may overlap); the other rules
@@ -196,14 +197,14 @@ def masks_from_decodes(decoded: Tensor, image: Tensor, rule: str = "consistency"
 
 
 def _masks_of(smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig, image: Tensor, rule: str,
-              masks: Tensor | None) -> Tensor:
-    """`masks` when given (checked: bool [B, K, H, W]), else `roi_masks(smpn, l2s_cfg, image, rule)`."""
+              masks: Tensor | None, margin: float | Tensor) -> Tensor:
+    """`masks` when given (checked: bool [B, K, H, W]), else `roi_masks(smpn, l2s_cfg, image, rule, margin=margin)`."""
     if rule not in MASK_RULES:
         raise ValueError(f"rule={rule!r}: allowed {MASK_RULES}")
     if masks is None:
         if smpn is None:
             raise ValueError("smpn=None: give the SMPN or precomputed masks")
-        return roi_masks(smpn, l2s_cfg, image, rule)
+        return roi_masks(smpn, l2s_cfg, image, rule, margin=margin)
     expected = (image.shape[0], len(l2s_cfg.roi_names), *image.shape[-2:])
     if tuple(masks.shape) != expected:
         raise ValueError(f"masks must be bool {list(expected)} (roi_masks of image), got {tuple(masks.shape)}")
@@ -214,17 +215,18 @@ def _masks_of(smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig, image: T
 def localized_style_edit(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig,
                          image: Tensor, roi: Roi, mu: float, n_draws: int = 1, seed: int = 0,
                          rule: str = "consistency", noise: Tensor | None = None, masks: Tensor | None = None,
-                         renormalize: bool = False, final_blur: bool = True) -> Tensor:
+                         renormalize: bool = False, final_blur: bool = True, margin: float | Tensor = 0.0) -> Tensor:
     """Algorithms 1 + 2 end to end: the style of ROI `roi` edited by mu N(0, I) -> images [B, n_draws, 3, H, W].
 
     A sequence of ROI names gives [B, R, n_draws, 3, H, W] (one global edit per draw, matted into each ROI).
     `noise` as in `global_style_edit` (default: n_draws shared draws seeded by `seed`); `masks`: precomputed
-    `roi_masks(smpn, l2s_cfg, image, rule)` (then `smpn` may be None).
+    `roi_masks(smpn, l2s_cfg, image, rule)` (then `smpn` may be None); `margin`: the consistency rule's margin, one
+    number or one per ROI (`l2s.fit_margins`).
     """
     indices, single = _roi_indices(l2s_cfg, roi)
     generator = torch.Generator().manual_seed(seed)
     y = global_style_edit(smn, image, mu, generator, n_draws, noise, renormalize=renormalize)  # [B, n, 3, H, W]
-    chosen = _masks_of(smpn, l2s_cfg, image, rule, masks)[:, indices]  # [B, R, H, W]
+    chosen = _masks_of(smpn, l2s_cfg, image, rule, masks, margin)[:, indices]  # [B, R, H, W]
     out = alpha_matting(image[:, None, None], y[:, None], chosen[:, :, None], final_blur)  # [B, R, n, 3, H, W]
     return out[:, 0] if single else out
 
@@ -232,11 +234,11 @@ def localized_style_edit(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | N
 @torch.no_grad()
 def style_swap(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig, image: Tensor,
                reference: Tensor, roi: Roi, rule: str = "consistency", masks: Tensor | None = None,
-               final_blur: bool = True) -> Tensor:
+               final_blur: bool = True, margin: float | Tensor = 0.0) -> Tensor:
     """Fig. 4's selective style swap: Decoder_SMN(S_s(x), S_t(ref)) matted into x inside x's ROI -> [B, 3, H, W].
 
-    `reference` [B, 3, H, W] pairs with `image`; a sequence of ROI names gives [B, R, 3, H, W]; `masks` as in
-    `localized_style_edit`.
+    `reference` [B, 3, H, W] pairs with `image`; a sequence of ROI names gives [B, R, 3, H, W]; `masks` and `margin`
+    as in `localized_style_edit`.
     """
     indices, single = _roi_indices(l2s_cfg, roi)
     _check_eval(smn, "smn")
@@ -245,7 +247,7 @@ def style_swap(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_c
     structure, _ = smn.encode(image)
     _, texture = smn.encode(reference)
     y = smn.decode(structure, texture)
-    chosen = _masks_of(smpn, l2s_cfg, image, rule, masks)[:, indices]  # [B, R, H, W]
+    chosen = _masks_of(smpn, l2s_cfg, image, rule, masks, margin)[:, indices]  # [B, R, H, W]
     out = alpha_matting(image[:, None], y[:, None], chosen, final_blur)
     return out[:, 0] if single else out
 

@@ -200,6 +200,18 @@ def test_localized_edit_batched_equals_per_image_and_per_roi(smn):
     assert torch.equal(again, batched)
 
 
+def test_per_roi_margins_reach_the_masks_of_edits_and_swaps(smn):
+    x, ref = images(2, 1), images(2, 2)
+    margin = torch.tensor([-0.3, 0.2, 0.0, -0.5, 0.1])
+    masks = se.roi_masks(smn, CFG, x, "consistency", margin=margin)
+    assert not torch.equal(masks, se.roi_masks(smn, CFG, x, "consistency"))  # the margins move the masks
+    kwargs = dict(mu=0.3, n_draws=2, seed=5, rule="consistency")
+    assert torch.equal(se.localized_style_edit(smn, smn, CFG, x, ["hair", "eyes"], margin=margin, **kwargs),
+                       se.localized_style_edit(smn, None, CFG, x, ["hair", "eyes"], masks=masks, **kwargs))
+    assert torch.equal(se.style_swap(smn, smn, CFG, x, ref, "hair", rule="consistency", margin=margin),
+                       se.style_swap(smn, None, CFG, x, ref, "hair", rule="consistency", masks=masks))
+
+
 def test_style_swap_puts_the_reference_texture_inside_the_roi_only(smn):
     x, ref = images(2, 1), images(2, 2)
     out = se.style_swap(smn, BandSMPN(), CFG, x, ref, "skin", rule="paper")
