@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from ..data.labels import ROI_NAMES
 from ..data.memory import InMemory
 from ..data.transforms import ToROI
+from ..metrics import confusion_matrix, f1_per_class
 from ..train import Phase, TrainSpec, Trained
 from . import sae as sae_lib
 
@@ -219,8 +220,6 @@ def fit_margins(decoded: Tensor, image: Tensor, truth: Tensor, grid: Tensor | No
     ties keep the value nearest 0. `truth` [B, H, W] holds 0 for background and i + 1 for ROI i, as `segment` returns.
     Fit on training faces, score on others: the margins are K numbers picked for F1 on these faces.
     """
-    from ..metrics import confusion_matrix, f1_per_class
-
     evidence = consistency_evidence(decoded, image)
     k = evidence.shape[1]
     if truth.shape != (evidence.shape[0], *evidence.shape[2:]):
