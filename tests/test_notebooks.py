@@ -117,6 +117,15 @@ def test_every_glued_value_the_prose_cites_is_in_the_outputs(path):
     assert not missing, f"{path}: the Markdown cites {sorted(missing)}, which no output glues (re-execute it)"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_value_the_prose_cites_is_saved_in_the_runs_metrics(path):
+    """The notes say their numbers are in metrics.json under prose/: the chapter saves after its glue cell."""
+    cited = cited_names(nbformat.read(path, as_version=4))
+    saved = json.loads((path.parent.parent / "runs" / path.stem / "metrics.json").read_text())["metrics"]
+    missing = cited - set(saved.get("prose", {}))
+    assert not missing, f"{path}: runs/{path.stem}/metrics.json lacks prose/{sorted(missing)} (save after the glue cell)"
+
+
 @pytest.mark.parametrize("path", PROSE_BOUND, ids=lambda p: p.name)
 def test_prose_quotes_results_from_the_run_not_typed(path):
     typed = typed_results(nbformat.read(path, as_version=4))
