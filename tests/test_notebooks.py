@@ -70,9 +70,6 @@ def test_outputs_load_nothing_from_the_network(path):
 
 
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
-# Chapters 4 and 5 still type their results into the prose: binding them waits for a re-run of each at the cpu profile
-# on a machine that trains their models in the session's time (issue 15, item 1).
-PROSE_BOUND = [p for p in NOTEBOOKS if p.name.startswith(("00_", "01_", "02_", "03_"))]
 
 
 def glued_names(nb: nbformat.NotebookNode) -> set[str]:
@@ -126,7 +123,7 @@ def test_every_value_the_prose_cites_is_saved_in_the_runs_metrics(path):
     assert not missing, f"{path}: runs/{path.stem}/metrics.json lacks prose/{sorted(missing)} (save after the glue cell)"
 
 
-@pytest.mark.parametrize("path", PROSE_BOUND, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_prose_quotes_results_from_the_run_not_typed(path):
     typed = typed_results(nbformat.read(path, as_version=4))
     assert not typed, f"{path}: numbers typed into the prose; glue them from the run (runs.Run.glue):\n" + \
