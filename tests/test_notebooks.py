@@ -7,6 +7,7 @@ import pytest
 
 from helpers import book
 from helpers.config import STANDARD_PARAMETERS
+from helpers.runs import load_metrics
 from tests.data_scripts.layouts import load_script
 
 NOTEBOOKS = book.toc_notebooks("_toc.yml")
@@ -118,7 +119,7 @@ def test_every_glued_value_the_prose_cites_is_in_the_outputs(path):
 def test_every_value_the_prose_cites_is_saved_in_the_runs_metrics(path):
     """The notes say their numbers are in metrics.json under prose/: the chapter saves after its glue cell."""
     cited = cited_names(nbformat.read(path, as_version=4))
-    saved = json.loads((path.parent.parent / "runs" / path.stem / "metrics.json").read_text())["metrics"]
+    saved = load_metrics(path.parent.parent / "runs" / path.stem / "metrics.json")["metrics"]
     missing = cited - set(saved.get("prose", {}))
     assert not missing, f"{path}: runs/{path.stem}/metrics.json lacks prose/{sorted(missing)} (save after the glue cell)"
 
