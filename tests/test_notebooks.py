@@ -124,12 +124,7 @@ def test_every_value_the_prose_cites_is_saved_in_the_runs_metrics(path):
     assert not missing, f"{path}: runs/{path.stem}/metrics.json lacks prose/{sorted(missing)} (save after the glue cell)"
 
 
-# Chapter 4 still types its results into the prose: its glued notes (branch ch04-glued-prose) wait for a re-run at the
-# cpu profile on a machine that trains its four StyleGAN2s and five unsup3d models in a session (issue 15, item 1).
-PROSE_BOUND = [p for p in NOTEBOOKS if not p.name.startswith("04_")]
-
-
-@pytest.mark.parametrize("path", PROSE_BOUND, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_prose_quotes_results_from_the_run_not_typed(path):
     typed = typed_results(nbformat.read(path, as_version=4))
     assert not typed, f"{path}: numbers typed into the prose; glue them from the run (runs.Run.glue):\n" + \
