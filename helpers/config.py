@@ -115,7 +115,7 @@ PROFILES: dict[str, Profile] = {
             segmenter=Family(64, 8, 600, 4, precision="fp32", channels_last=False),
             features=Family(64, 16, 400, 64, precision="fp32", channels_last=False),
             stylegan=Family(32, 64, 4000, 16, ema=5000.0, model={"pl_weight": 0.0}),
-            w_encoder=Family(32, 16, 1800, 16, lr=1e-3),
+            w_encoder=Family(32, 16, 5400, 16, lr=4e-3),
             unsup3d=Family(32, 32, 600, 32, precision="fp32", channels_last=False),
             semantics=Family(32, 32, 1000, 64, precision="fp32", channels_last=False),
             flow=Family(32, 256, 1500, 8, precision="fp32", channels_last=False),

@@ -11,11 +11,11 @@ the same with SynthFaces images and their true attributes. No pretrained network
 - Training (`training_spec`), per step: a batch of W+ codes sampled from the frozen generator (style mixing as in its
   training, so that codes differ per layer), their images, and a batch of real faces. Losses: latent regression
   ||E(G(ws)) - ws||^2 on the generated pairs (exact targets: the "latent regression" encoders trained on synthetic
-  pairs), and on both generated and real images the pixel L2 ||G(E(x)) - x||^2 and a feature loss: the squared
-  distance of unit-normalised features of the book's attribute network (`helpers.models.features`,
-  `feature_distance`), which stands in for pSp's LPIPS (VGG/AlexNet weights are not available offline); pSp's
-  identity loss (an ArcFace network) has no offline counterpart and is dropped; pSp's w_norm regulariser
-  ||E(x) - w_avg|| keeps codes near W.
+  pairs), and on both generated and real images the pixel L2 ||G(E(x)) - x||^2 (weighted 4, which is pSp's weight 1
+  on its [-1, 1] images) and a feature loss: the squared distance of unit-normalised features of the book's attribute
+  network (`helpers.models.features`, `feature_distance`), which stands in for pSp's LPIPS (VGG/AlexNet weights are
+  not available offline); pSp's identity loss (an ArcFace network) has no offline counterpart and is dropped; pSp's
+  w_norm regulariser ||E(x) - w_avg|| keeps codes near W.
 - `project` is stylegan2-ada's projector (`projector.py`): w starts at w_avg (or at an encoder's ws: refinement),
   Adam (0.9, 0.999) on w and on per-image noise images with lr 0.1 ramped up over the first 5 % and down (cosine)
   over the last 25 % of the steps, Gaussian noise of w_std * 0.05 * max(0, 1 - t / 0.75)^2 added to w, the noise
@@ -55,7 +55,7 @@ class EncoderConfig:
     w_dim: int = 512
     width: int = 64  # trunk channels at full resolution, doubling per halving, at most 8 * width
     lambda_latent: float = 1.0
-    lambda_pixel: float = 1.0
+    lambda_pixel: float = 4.0  # pSp's l2_lambda 1 on images in [-1, 1]: 4 x the MSE of these [0, 1] images
     lambda_features: float = 0.8  # pSp's LPIPS weight, given to the feature loss that replaces it
     lambda_w_norm: float = 0.005  # pSp's w_norm_lambda
     real_share: float = 0.5  # share of each batch that is real faces (the rest: generated pairs)

@@ -50,6 +50,21 @@ def test_encoder_training_lowers_the_latent_error(tmp_path):
     assert all(p.requires_grad for p in G.parameters())  # the caller's G is copied and frozen, not changed
 
 
+def test_default_pixel_weight_is_psps_l2_on_images_in_minus_one_to_one():
+    G = tiny_generator()
+    cfg = inv.config_for(G, width=8, lambda_latent=0.0, lambda_features=0.0, lambda_w_norm=0.0, real_share=1.0)
+    assert cfg.lambda_pixel == 4.0
+    E = inv.Encoder(cfg)
+    E.w_avg.copy_(G.w_avg)
+    real = torch.rand(4, 3, 16, 16)
+    loss, logs = inv.losses(cfg, G, PixelFeatures())({"encoder": E}, {"image": real}, 0)
+    with torch.no_grad():
+        out = G.synthesis(E(real), noise_mode="const")
+    psp_l2 = ((2 * out - 1) - (2 * real - 1)).square().mean()  # pSp's MSE of images mapped to [-1, 1], weight 1
+    assert loss.item() == pytest.approx(psp_l2.item(), rel=1e-5)
+    assert logs["pixel"].item() == pytest.approx(psp_l2.item() / 4, rel=1e-5)
+
+
 def test_projector_schedule_and_noise_regulariser():
     cfg = inv.ProjectorConfig(steps=100)
     assert inv.learning_rate(cfg, 0.0) == 0.0
