@@ -216,7 +216,8 @@ def fit_margins(decoded: Tensor, image: Tensor, truth: Tensor, grid: Tensor | No
     """Per-ROI margins [K] of the consistency rule that maximise the mean F1 over the ROIs on labelled faces.
 
     Coordinate ascent from all-zero margins (the plain rule): each sweep sets each m_i in turn to the value of `grid`
-    (default -0.4 to 0.4 in steps of 0.02, in units of e, an L1 over RGB) with the best mean F1, the others held;
+    (default -1 to 1 in steps of 0.02, in units of e, an L1 over RGB: a margin of -0.4, the edge of an
+    earlier -0.4..0.4 grid, was picked for hair) with the best mean F1, the others held;
     ties keep the value nearest 0. `truth` [B, H, W] holds 0 for background and i + 1 for ROI i, as `segment` returns.
     Fit on training faces, score on others: the margins are K numbers picked for F1 on these faces.
     """
@@ -225,7 +226,7 @@ def fit_margins(decoded: Tensor, image: Tensor, truth: Tensor, grid: Tensor | No
     if truth.shape != (evidence.shape[0], *evidence.shape[2:]):
         raise ValueError(f"truth must be [B, H, W] = {(evidence.shape[0], *evidence.shape[2:])}, got "
                          f"{tuple(truth.shape)}")
-    grid = torch.arange(-20, 21) * 0.02 if grid is None else torch.as_tensor(grid, dtype=torch.float32)
+    grid = torch.arange(-50, 51) * 0.02 if grid is None else torch.as_tensor(grid, dtype=torch.float32)
     grid = grid[grid.abs().argsort(stable=True)]  # nearest 0 first: ties keep the smallest margin
 
     def mean_f1(margins: Tensor) -> float:
