@@ -192,16 +192,41 @@ def test_ward_clusters_group_signed_copies_and_separate_orthogonal_groups():
         directions.ward_clusters(V, 13)
 
 
-def test_interfacegan_boundary_is_the_unit_normal_towards_the_attribute():
+def test_interfacegan_boundary_is_the_unit_normal_between_the_extremes_of_the_scores():
     generator = torch.Generator().manual_seed(0)
-    codes = torch.randn(600, 4, generator=generator)
-    labels = (codes[:, 2] - codes[:, 0] > 0.3).long()
-    n = directions.interfacegan_boundary(codes, labels)
+    codes = torch.randn(2000, 4, generator=generator)
+    scores = codes[:, 2] - codes[:, 0] + 0.3 * torch.randn(2000, generator=generator)
+    n = directions.interfacegan_boundary(codes, scores)
     assert n.norm().item() == pytest.approx(1.0, abs=1e-6)
     expected = torch.tensor([-1.0, 0.0, 1.0, 0.0]) / 2 ** 0.5
-    assert torch.dot(n, expected).item() > 0.98
-    with pytest.raises(ValueError, match="both 0 and 1"):
-        directions.interfacegan_boundary(codes, torch.ones(600))
+    assert torch.dot(n, expected).item() > 0.95  # towards high scores
+    assert torch.dot(directions.interfacegan_boundary(codes, -scores), expected).item() < -0.95
+
+
+def test_interfacegan_boundary_from_the_extremes_follows_the_attribute_where_all_codes_do_not():
+    # an attribute that moves the codes along e0 by 1, and a direction e1 in which they hardly vary (std 0.01) but
+    # that carries a little of the label: a max-margin SVM on all (overlapping) codes leans on e1, the extremes do not
+    generator = torch.Generator().manual_seed(0)
+    n_codes = 4000
+    score = torch.randn(n_codes, generator=generator)
+    label = (score > 0).float()
+    codes = torch.randn(n_codes, 2, generator=generator)
+    codes[:, 0] += score
+    codes[:, 1] = 0.01 * (torch.randn(n_codes, generator=generator) + 0.5 * (2 * label - 1))
+    from helpers.metrics import fit_linear_svms
+    all_codes = directions.unit(fit_linear_svms(codes, label[:, None])[0][:, 0])
+    extremes = directions.interfacegan_boundary(codes, score)
+    assert abs(all_codes[0].item()) < 0.5 < extremes[0].item()
+
+
+def test_interfacegan_boundary_rejects_labels_and_bad_ratios():
+    codes = torch.randn(100, 3)
+    with pytest.raises(ValueError, match="real-valued"):
+        directions.interfacegan_boundary(codes, (codes[:, 0] > 0).long())
+    with pytest.raises(ValueError, match="chosen_ratio"):
+        directions.interfacegan_boundary(codes, codes[:, 0], chosen_ratio=0.001)
+    with pytest.raises(ValueError, match="scores must be"):
+        directions.interfacegan_boundary(codes, codes[:10, 0])
 
 
 def test_conditional_boundary_is_orthogonal_to_the_conditions():
