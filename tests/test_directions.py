@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import directions
+from helpers import directions, metrics
 from helpers.models import stylegan
 
 
@@ -213,8 +213,7 @@ def test_interfacegan_boundary_from_the_extremes_follows_the_attribute_where_all
     codes = torch.randn(n_codes, 2, generator=generator)
     codes[:, 0] += score
     codes[:, 1] = 0.01 * (torch.randn(n_codes, generator=generator) + 0.5 * (2 * label - 1))
-    from helpers.metrics import fit_linear_svms
-    all_codes = directions.unit(fit_linear_svms(codes, label[:, None])[0][:, 0])
+    all_codes = directions.unit(metrics.fit_linear_svms(codes, label[:, None])[0][:, 0])
     extremes = directions.interfacegan_boundary(codes, score)
     assert abs(all_codes[0].item()) < 0.5 < extremes[0].item()
 
