@@ -25,6 +25,12 @@ Choices made here, on purpose:
   The noisy texture is decoded as it is (the paper); the noise's norm is about mu * sqrt(D) against 1 for the
   encoder's unit-norm codes, so mu = 1 / sqrt(D) already perturbs the code by as much as its own length.
   `renormalize=True` projects the noisy texture back onto the unit sphere the decoder was trained on.
+- Noise shape (`texture_noise_basis`, the book's deviation below the `paper` profile). A small SMN uses few of its
+  texture vector's D directions: the codes of real faces vary mostly along a handful of them, and isotropic noise puts
+  almost all of its length into directions the decoder ignores, so the edit barely shows until the code leaves the
+  faces' distribution. `noise_basis=B` draws the noise as mu * z B with z ~ N(0, I) and B = Sigma^(1/2) sqrt(D / tr
+  Sigma), Sigma the covariance of the texture codes of real faces: the same mean squared length as N(0, I), spread
+  like the faces' own styles. `noise_basis=None` is Algorithm 1's N(0, I).
 - ROI masks (`roi_masks`). "positive" is Algorithm 1, line 9 literally: a pixel is in ROI i where the SMPN's decode of
   slice i is > 0 in any RGB channel (ROIs may overlap). We read "> 0" in the book's [0, 1] image units, where the
   black of the ROI targets is 0 (in the SAE code's [-1, 1] units "> 0" would mean brighter than mid-grey), so any
@@ -148,20 +154,43 @@ def _draws(noise: Tensor | None, n_draws: int, code_shape: Sequence[int], batch:
 # Algorithm 1 and its applications
 
 
+def texture_noise_basis(textures: Tensor) -> Tensor:
+    """B [D, D] = Sigma^(1/2) sqrt(D / tr Sigma), Sigma the covariance of `textures` [N, D] (the SMN's codes of real
+    faces): z B with z ~ N(0, I) is spread like the faces' styles, with N(0, I)'s mean squared norm D."""
+    if textures.dim() != 2 or textures.shape[0] < 2:
+        raise ValueError(f"textures must be [N >= 2, D] (texture codes of real faces), got {tuple(textures.shape)}")
+    codes = textures.double()
+    centred = codes - codes.mean(0)
+    covariance = centred.T @ centred / (len(codes) - 1)
+    values, vectors = torch.linalg.eigh(covariance)
+    values = values.clamp(min=0)
+    if values.sum() <= 0:
+        raise ValueError("textures: all codes are equal, their covariance is 0 (no direction to draw noise along)")
+    root = (vectors * values.sqrt()) @ vectors.T
+    return (root * math.sqrt(codes.shape[1] / values.sum().item())).to(textures.dtype)
+
+
 @torch.no_grad()
 def global_style_edit(smn: SwappingAutoencoder, image: Tensor | None, mu: float,
                       generator: torch.Generator | None = None, n_draws: int = 1, noise: Tensor | None = None,
-                      codes: tuple[Tensor, Tensor] | None = None, renormalize: bool = False) -> Tensor:
+                      codes: tuple[Tensor, Tensor] | None = None, renormalize: bool = False,
+                      noise_basis: Tensor | None = None) -> Tensor:
     """Algorithm 1, lines 2 and 4-6: Decoder_SMN(S_s, S_t + mu N(0, I)) -> globally edited images [B, n, 3, H, W].
 
     `noise`: N(0, I) draws [n, D] shared by the batch or [B, n, D] per image (default: `n_draws` shared draws from
-    `generator`); `codes`: the SMN's (S_s, S_t) of `image` when already computed (then `image` may be None).
+    `generator`); `codes`: the SMN's (S_s, S_t) of `image` when already computed (then `image` may be None);
+    `noise_basis`: B [D, D] (`texture_noise_basis`): the texture moves by mu * draws @ B instead of mu * draws.
     """
     _check_number("mu", mu)
     _check_eval(smn, "smn")
     structure, texture = codes if codes is not None else smn.encode(image)
     b, d = texture.shape
     draws = _draws(noise, n_draws, (d,), b, generator, texture.device)
+    if noise_basis is not None:
+        if tuple(noise_basis.shape) != (d, d):
+            raise ValueError(f"noise_basis must be [D, D] = [{d}, {d}] (texture_noise_basis), got "
+                             f"{tuple(noise_basis.shape)}")
+        draws = draws @ noise_basis.to(draws)
     n = draws.shape[1]
     noisy = (texture[:, None] + mu * draws.to(texture.dtype)).flatten(0, 1)  # [B * n, D]
     if renormalize:
@@ -215,17 +244,19 @@ def _masks_of(smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig, image: T
 def localized_style_edit(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig,
                          image: Tensor, roi: Roi, mu: float, n_draws: int = 1, seed: int = 0,
                          rule: str = "consistency", noise: Tensor | None = None, masks: Tensor | None = None,
-                         renormalize: bool = False, final_blur: bool = True, margin: float | Tensor = 0.0) -> Tensor:
+                         renormalize: bool = False, final_blur: bool = True, margin: float | Tensor = 0.0,
+                         noise_basis: Tensor | None = None) -> Tensor:
     """Algorithms 1 + 2 end to end: the style of ROI `roi` edited by mu N(0, I) -> images [B, n_draws, 3, H, W].
 
     A sequence of ROI names gives [B, R, n_draws, 3, H, W] (one global edit per draw, matted into each ROI).
-    `noise` as in `global_style_edit` (default: n_draws shared draws seeded by `seed`); `masks`: precomputed
-    `roi_masks(smpn, l2s_cfg, image, rule)` (then `smpn` may be None); `margin`: the consistency rule's margin, one
-    number or one per ROI (`l2s.fit_margins`).
+    `noise` and `noise_basis` as in `global_style_edit` (default: n_draws shared draws seeded by `seed`); `masks`:
+    precomputed `roi_masks(smpn, l2s_cfg, image, rule)` (then `smpn` may be None); `margin`: the consistency rule's
+    margin, one number or one per ROI (`l2s.fit_margins`).
     """
     indices, single = _roi_indices(l2s_cfg, roi)
     generator = torch.Generator().manual_seed(seed)
-    y = global_style_edit(smn, image, mu, generator, n_draws, noise, renormalize=renormalize)  # [B, n, 3, H, W]
+    y = global_style_edit(smn, image, mu, generator, n_draws, noise, renormalize=renormalize,
+                          noise_basis=noise_basis)  # [B, n, 3, H, W]
     chosen = _masks_of(smpn, l2s_cfg, image, rule, masks, margin)[:, indices]  # [B, R, H, W]
     out = alpha_matting(image[:, None, None], y[:, None], chosen[:, :, None], final_blur)  # [B, R, n, 3, H, W]
     return out[:, 0] if single else out
@@ -338,6 +369,6 @@ def invert_latent(model: SwappingAutoencoder, image: Tensor, target_error: float
 
 __all__ = [
     "MASK_RULES", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
-    "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit", "style_swap", "structure_edit",
-    "Inversion", "mean_codes", "invert_latent",
+    "texture_noise_basis", "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit",
+    "style_swap", "structure_edit", "Inversion", "mean_codes", "invert_latent",
 ]

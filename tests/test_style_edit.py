@@ -146,6 +146,33 @@ def test_global_edit_adds_mu_times_seeded_shared_draws_to_the_texture():
     assert torch.allclose(model.calls[-1][1].norm(dim=1), torch.ones(6))
 
 
+def test_texture_noise_basis_follows_the_codes_covariance_with_the_norm_of_isotropic_noise():
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([3.0, 1.0, 0.0, 0.0])  # codes vary along two axes only, one three times more
+    textures = 0.5 + torch.randn(20000, 4, generator=g) * scales
+    basis = se.texture_noise_basis(textures)
+    expected = torch.diag(scales * math.sqrt(4 / (scales ** 2).sum()))  # Sigma^1/2 sqrt(D / tr Sigma)
+    assert torch.allclose(basis, expected, atol=0.03)
+    draws = torch.randn(50000, 4, generator=g) @ basis
+    assert (draws.pow(2).sum(1).mean() - 4).abs() < 0.1  # the mean squared norm of N(0, I_4)
+    assert draws[:, 2:].abs().max() < 0.05  # nothing along the directions the codes do not use
+
+
+def test_global_edit_with_a_noise_basis_moves_the_texture_by_mu_draws_times_the_basis():
+    structure, texture = sae.l2_normalize(torch.randn(2, 8, 8, 8)), sae.l2_normalize(torch.randn(2, 16))
+    model = Recorder(structure, texture)
+    basis = torch.randn(16, 16, generator=torch.Generator().manual_seed(3))
+    se.global_style_edit(model, None, 0.5, torch.Generator().manual_seed(7), n_draws=3, codes=(structure, texture),
+                         noise_basis=basis)
+    draws = torch.randn(3, 16, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(model.calls[-1][1].view(2, 3, 16), texture[:, None] + 0.5 * (draws @ basis)[None],
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="noise_basis"):
+        se.global_style_edit(model, None, 0.5, codes=(structure, texture), noise_basis=torch.eye(15))
+    with pytest.raises(ValueError, match="textures"):
+        se.texture_noise_basis(torch.ones(5, 16))
+
+
 @pytest.mark.parametrize("rule", se.MASK_RULES)
 def test_roi_masks_of_known_decodes(rule):
     masks = se.roi_masks(BandSMPN(), CFG, images(2, 3) * 0.9 + 0.05, rule)
