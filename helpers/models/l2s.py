@@ -30,7 +30,8 @@ Choices made here, on purpose:
   the nose, eyes and lips (4 % of the image), so perturbing the skin slice changes those parts more than their
   own slices do. "region_balanced" splits the other half equally among the other labelled regions of the image
   (background, hair, skin, nose, eyes, lips and mouth), so painting over a hole costs as much as missing any
-  region. The GAN terms are unchanged. Measured against each other in book/training.md.
+  region. The GAN terms are unchanged. Measured against each other in book/training.md. The rows below `paper` also
+  weigh the L1 3 against Eq. 1's 1 (`lambda_l1`, as the SAE's rows do): the small ROIs' F1 rises, the ACS does not.
 - All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items; in training the
   reconstructions and the swaps of all ROIs are one generator call of 2 K B items (`sae.decode_pair`), and the ROI
   targets take the memory format of the input images (channels_last in the book's loop).
