@@ -131,6 +131,33 @@ def test_prose_quotes_results_from_the_run_not_typed(path):
         "\n".join(typed)
 
 
+def display_math_inside_a_paragraph(nb) -> list[str]:
+    """Lines opening a $$ display block straight after a line of text: MyST then renders the rest of that paragraph as
+    garbled inline math, and the glued values in it as raw {glue:text} roles."""
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.split("\n")
+        for before, line in zip(lines, lines[1:]):
+            if line.lstrip().startswith("$$") and before.strip() and not before.rstrip().endswith("$$"):
+                found.append(f"{before.strip()[-60:]!r} / {line.strip()[:40]!r}")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_display_math_stands_in_its_own_paragraph(path):
+    found = display_math_inside_a_paragraph(nbformat.read(path, as_version=4))
+    assert not found, f"{path}: put a blank line before these $$ blocks:\n" + "\n".join(found)
+
+
+def test_display_math_inside_a_paragraph_is_found():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("text, with\n$$ x = 1 $$\nmore"),
+                nbformat.v4.new_markdown_cell("text:\n\n$$ y = 2 $$\n\nmore")]
+    assert len(display_math_inside_a_paragraph(nb)) == 1
+
+
 def test_typed_results_finds_a_typed_number_and_spares_the_others():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Header, 3.9 GB"),
