@@ -159,15 +159,12 @@ def texture_noise_basis(textures: Tensor) -> Tensor:
     faces): z B with z ~ N(0, I) is spread like the faces' styles, with N(0, I)'s mean squared norm D."""
     if textures.dim() != 2 or textures.shape[0] < 2:
         raise ValueError(f"textures must be [N >= 2, D] (texture codes of real faces), got {tuple(textures.shape)}")
-    codes = textures.double()
-    centred = codes - codes.mean(0)
-    covariance = centred.T @ centred / (len(codes) - 1)
-    values, vectors = torch.linalg.eigh(covariance)
+    values, vectors = torch.linalg.eigh(torch.cov(textures.double().T))
     values = values.clamp(min=0)
     if values.sum() <= 0:
         raise ValueError("textures: all codes are equal, their covariance is 0 (no direction to draw noise along)")
     root = (vectors * values.sqrt()) @ vectors.T
-    return (root * math.sqrt(codes.shape[1] / values.sum().item())).to(textures.dtype)
+    return (root * math.sqrt(textures.shape[1] / values.sum().item())).to(textures.dtype)
 
 
 @torch.no_grad()
