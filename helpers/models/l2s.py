@@ -228,22 +228,44 @@ def fit_margins(decoded: Tensor, image: Tensor, truth: Tensor, grid: Tensor | No
         raise ValueError(f"truth must be [B, H, W] = {(evidence.shape[0], *evidence.shape[2:])}, got "
                          f"{tuple(truth.shape)}")
     grid = torch.arange(-50, 51) * 0.02 if grid is None else torch.as_tensor(grid, dtype=torch.float32)
-    grid = grid[grid.abs().argsort(stable=True)]  # nearest 0 first: ties keep the smallest margin
-
-    def mean_f1(margins: Tensor) -> float:
-        labels = _label_by_evidence(evidence, margins)
-        return f1_per_class(confusion_matrix(labels, truth, k + 1))[1:].nanmean().item()
-
-    margins = torch.zeros(k)
+    grid = grid[grid.abs().argsort(stable=True)].to(evidence.dtype)  # nearest 0 first: ties keep the smallest margin
+    margins = torch.zeros(k, dtype=evidence.dtype)
     for _ in range(sweeps):
         for i in range(k):
-            scores = []
-            for value in grid:
-                candidate = margins.clone()
-                candidate[i] = value
-                scores.append(mean_f1(candidate))
-            margins[i] = grid[int(torch.tensor(scores).argmax())]
+            scores = _mean_f1_over_margins(evidence, truth, margins, i, grid)
+            margins[i] = grid[int(scores.argmax())]
     return margins
+
+
+def _mean_f1_over_margins(evidence: Tensor, truth: Tensor, margins: Tensor, i: int, values: Tensor) -> Tensor:
+    """Mean F1 over the ROIs of the consistency rule for each value of m_i in `values`, the other margins held.
+
+    The labels are `_label_by_evidence`'s (ties to the lower ROI index, as torch.min's first minimum) without labelling
+    the image once per value: a pixel takes ROI i when e_i + m_i < 0 and beats the others' best e_j + m_j, which holds
+    for every m_i below a per-pixel threshold; otherwise it keeps the label the other ROIs give it. So one count of
+    pixels by (threshold, truth, fallback label) gives every candidate's confusion matrix.
+    """
+    k = evidence.shape[1]
+    shifted = evidence + margins.view(1, -1, 1, 1).to(evidence)
+    others = [j for j in range(k) if j != i]
+    other_best, other_pick = shifted[:, others].min(1)
+    other_index = torch.tensor(others, device=evidence.device)[other_pick]
+    fallback = torch.where(other_best < 0, other_index + 1, 0).reshape(-1)
+    own, other_best, wins_ties = evidence[:, i].reshape(-1), other_best.reshape(-1), (i < other_index).reshape(-1)
+    ascending, order = values.to(evidence).sort()
+    below = torch.zeros_like(own, dtype=torch.long)  # how many of the ascending values give the pixel to ROI i
+    for value in ascending:
+        candidate = own + value
+        below += (candidate < 0) & ((candidate < other_best) | ((candidate == other_best) & wins_ties))
+    n, truth = k + 1, truth.reshape(-1).long().cpu()
+    code = truth * n + fallback.cpu()
+    kept = torch.bincount(code, minlength=n * n).view(n, n)  # every pixel at its fallback label
+    by_threshold = torch.bincount(below.cpu() * n * n + code, minlength=(len(values) + 1) * n * n)
+    taken = by_threshold.view(-1, n * n).flip(0).cumsum(0).flip(0)[1:].view(-1, n, n)  # [value, truth, fallback]
+    confusion = kept - taken
+    confusion[:, :, i + 1] += taken.sum(2)
+    scores = torch.stack([f1_per_class(c)[1:].nanmean() for c in confusion])
+    return scores[order.argsort()]
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ import torch
 
 from helpers.data.memory import InMemory
 from helpers.data.transforms import ToROI
+from helpers.metrics import confusion_matrix, f1_per_class
 from helpers.models import l2s, sae
 from helpers.train import train
 
@@ -117,6 +118,30 @@ def test_fit_margins_recovers_a_too_dark_roi_and_keeps_the_others_at_zero():
     assert l2s.segment(decoded, image, margin=margins).tolist() == truth.tolist()
     with pytest.raises(ValueError, match="truth"):
         l2s.fit_margins(decoded, image, truth[:, :, :2])
+
+
+def test_fit_margins_is_the_coordinate_ascent_it_describes():
+    """The fast count of fit_margins against coordinate ascent written out: label the faces for every candidate."""
+    gen = torch.Generator().manual_seed(3)
+    b, k, size = 6, 4, 8
+    image = torch.rand(b, 3, size, size, generator=gen)
+    decoded = torch.rand(b, k, 3, size, size, generator=gen) * (torch.rand(b, k, 1, size, size, generator=gen) > 0.6)
+    decoded[:, 1] = decoded[:, 2] = 0  # two all-black decodes: exact ties of e_1 and e_2, to the lower index
+    truth = torch.randint(0, k + 1, (b, size, size), generator=gen)
+    grid = torch.arange(-10, 11) * 0.1
+    ordered = grid[grid.abs().argsort(stable=True)]
+    expected = torch.zeros(k)
+    for _ in range(3):
+        for i in range(k):
+            scores = []
+            for value in ordered:
+                candidate = expected.clone()
+                candidate[i] = value
+                labels = l2s.segment(decoded, image, margin=candidate)
+                scores.append(f1_per_class(confusion_matrix(labels, truth, k + 1))[1:].nanmean())
+            expected[i] = ordered[int(torch.stack(scores).argmax())]
+    assert torch.equal(l2s.fit_margins(decoded, image, truth, grid=grid), expected)
+    assert expected.abs().sum() > 0  # the random decodes do need margins: the test compares non-trivial ascents
 
 
 @pytest.mark.parametrize("dataset", ["synthfaces", "helen"])
