@@ -48,12 +48,17 @@ background [3,H,W], view [6], light [8], factors [F] (each in [0, 1]; names ``FA
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from helpers import render as render_module
+from helpers.data import labels as labels_module
 from helpers.data.labels import HELEN_CLASSES, HELEN_ID
 from helpers.render import pixel_coords, render
 
@@ -639,6 +644,15 @@ def background_images(c: dict[str, Tensor], r: _Draws, res: int) -> Tensor:
     return bg * (1 - 0.15 * (x * x + y * y))
 
 
+@functools.lru_cache(maxsize=1)
+def _renderer_source_hash() -> str:
+    """sha256 of the source files that draw and render a face (this module, labels and helpers.render)."""
+    digest = hashlib.sha256()
+    for module in (__file__, labels_module.__file__, render_module.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class SynthFaces(Dataset):
     """Procedural faces with labels, depth, albedo, light, view, factors and attributes; deterministic per seed."""
 
@@ -672,6 +686,13 @@ class SynthFaces(Dataset):
         slope = math.sqrt(math.tan(yaw) ** 2 + math.tan(pitch) ** 2) + 0.1
         extent = slope * 0.10 * FACE_ZOOM / HALF_FOV_TAN * self.resolution / 2  # slab depth <= ~0.11 world units
         return max(4, math.ceil(extent / step_px))
+
+    def render_key(self) -> dict:
+        """What decides the pixels of face i: the settings, the renderer's source and torch's version (the key of
+        the render cache, `helpers.data.memory.render_split`; the length does not change any face)."""
+        return {"dataset": "synthfaces", "resolution": self.resolution, "seed": self.seed,
+                "pose_range": list(self.pose_range), "supersample": self.supersample, "steps": self.steps,
+                "source": _renderer_source_hash(), "torch": str(torch.__version__)}
 
     def __len__(self) -> int:
         return self.length
