@@ -5,10 +5,11 @@ its training split once with `render_split` and serves batches from `InMemory`. 
 its pixels (`render_key()`, as SynthFaces does: its settings and the source of its renderer) is rendered once per
 machine: `render_split` keeps each tensor of the split in `<checkpoint cache>/renders/` under the hash of that key,
 the indices and the tensor's name, and reads it back on the next run (chapters 2 and 3's 4,608 faces at 64 px: about
-30 s to render on 2 cores, about a second to read).
+30 s to render on 2 cores, about a second to read). `BOOK_RENDER_CACHE=off` renders every time and stores nothing.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -48,7 +49,10 @@ def render_split(dataset, indices: Sequence[int], keys: Sequence[str], chunk: in
     to the render cache, one entry per key, when the dataset has a `render_key()` (module doc)."""
     indices, keys = [int(i) for i in indices], list(keys)
     render_key = getattr(dataset, "render_key", None)
-    if render_key is None:
+    switch = os.environ.get("BOOK_RENDER_CACHE", "on")
+    if switch not in ("on", "off"):
+        raise ValueError(f"BOOK_RENDER_CACHE={switch!r}: expected 'on' (the default) or 'off'")
+    if render_key is None or switch == "off":
         return _render(dataset, indices, keys, chunk, desc)
     entries = {k: {**render_key(), "indices": indices, "tensor": k} for k in keys}
     tensors = {k: _read_cached(entry) for k, entry in entries.items() if render_cache_path(entry).exists()}

@@ -68,3 +68,12 @@ def test_a_render_cache_entry_written_for_other_data_is_refused():
     torch.save(stored, entry)
     with pytest.raises(ValueError, match="written for other data"):
         render_split(ds, [0, 1], ["labels"])
+
+
+def test_the_render_cache_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("BOOK_RENDER_CACHE", "off")
+    render_split(SynthFaces(resolution=32, length=10, seed=1), [0, 1], ["image"])
+    assert not (default_cache_dir() / "renders").exists()
+    monkeypatch.setenv("BOOK_RENDER_CACHE", "0")
+    with pytest.raises(ValueError, match="BOOK_RENDER_CACHE='0'"):
+        render_split(SynthFaces(resolution=32, length=10, seed=1), [0, 1], ["image"])
