@@ -54,13 +54,15 @@ def render_split(dataset, indices: Sequence[int], keys: Sequence[str], chunk: in
         raise ValueError(f"BOOK_RENDER_CACHE={switch!r}: expected 'on' (the default) or 'off'")
     if render_key is None or switch == "off":
         return _render(dataset, indices, keys, chunk, desc)
-    entries = {k: {**render_key(), "indices": indices, "tensor": k} for k in keys}
-    tensors = {k: _read_cached(entry) for k, entry in entries.items() if render_cache_path(entry).exists()}
+    split_key = {**render_key(), "indices": indices}
+    entries = {k: {**split_key, "tensor": k} for k in keys}
+    paths = {k: render_cache_path(entry) for k, entry in entries.items()}
+    tensors = {k: _read_cached(paths[k], entries[k]) for k in keys if paths[k].exists()}
     missing = [k for k in keys if k not in tensors]
     if missing:
         tensors.update(_render(dataset, indices, missing, chunk, desc))
         for k in missing:
-            _write_cached(entries[k], tensors[k])
+            _write_cached(paths[k], entries[k], tensors[k])
     else:
         print(f"[{desc}] {len(indices)} faces read from the render cache", flush=True)
     return {k: tensors[k] for k in keys}
@@ -71,16 +73,15 @@ def render_cache_path(entry: Mapping[str, Any]) -> Path:
     return default_cache_dir() / "renders" / f"{entry.get('dataset', 'data')}-{config_hash(entry)}.pt"
 
 
-def _write_cached(entry: Mapping[str, Any], tensor: torch.Tensor) -> None:
+def _write_cached(path: Path, entry: Mapping[str, Any], tensor: torch.Tensor) -> None:
     """Store a rendered tensor; integer tensors with values in 0..255 (label maps) as uint8, read back exactly."""
     small = not tensor.is_floating_point() and tensor.dtype != torch.bool and tensor.numel() > 0 \
         and int(tensor.min()) >= 0 and int(tensor.max()) <= 255
     save_atomic({"key": dict(entry), "dtype": str(tensor.dtype).removeprefix("torch."),
-                 "tensor": tensor.to(torch.uint8) if small else tensor}, render_cache_path(entry))
+                 "tensor": tensor.to(torch.uint8) if small else tensor}, path)
 
 
-def _read_cached(entry: Mapping[str, Any]) -> torch.Tensor:
-    path = render_cache_path(entry)
+def _read_cached(path: Path, entry: Mapping[str, Any]) -> torch.Tensor:
     stored = torch.load(path, map_location="cpu", weights_only=True)
     if stored.get("key") != dict(entry):
         raise ValueError(f"{path}: this render cache entry was written for other data (its key differs from the "

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from ..data.labels import ROI_NAMES
 from ..data.memory import InMemory
 from ..data.transforms import ToROI
-from ..metrics import confusion_matrix, f1_per_class
+from ..metrics import f1_per_class
 from ..train import Phase, TrainSpec, Trained
 from . import sae as sae_lib
 
