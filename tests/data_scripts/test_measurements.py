@@ -104,3 +104,35 @@ def test_measure_stylegan_writes_table1_and_inversion(tmp_path, monkeypatch):
                                       for method in ("encoder", "projector (W)", "encoder + projector (W+)")}
     assert (tmp_path / "out" / "samples_plain.png").stat().st_size > 0
     assert "| decorrelated | 0 |" in (tmp_path / "out" / "measures.md").read_text()
+
+
+def test_unsup3d_oracles_truth_redraws_the_render_and_fixes_the_view():
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    test = SynthFaces(resolution=32, seed=3, length=8).batch(range(8))
+    truth = oracles.true_parts(test)
+    turned = oracles.reconstruction_l1({**truth, "view": test["view"]}, test["image"], 10.0)
+    frontal = oracles.reconstruction_l1({**truth, "view": torch.zeros(8, 6)}, test["image"], 10.0)
+    assert turned < 0.6 * frontal  # the truth in unsup3d's terms draws each face in its own view
+    fitted = oracles.fit_views(test, steps=100)
+    assert fitted["yaw_corr"] > 0.8 and fitted["l1"] < frontal
+    model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16))
+    parts = oracles.decompose(model, test["image"], truth, ("depth", "light"))
+    assert torch.equal(parts["depth"], truth["depth"]) and torch.equal(parts["light"], truth["light"])
+    assert not torch.equal(parts["albedo"], truth["albedo"])
+
+
+def test_unsup3d_oracles_writes_the_ladder_and_one_variant(tmp_path):
+    oracles = load_script("unsup3d_oracles")
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--out", str(tmp_path / "all")]) == 0
+    ladder = json.loads((tmp_path / "all" / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(ladder)[:4] == [name for name, _ in oracles.LADDER] and len(ladder) == 5
+    assert [p["step"] for p in ladder["true depth"]] == [0, 2]
+    assert oracles.main(small + ["--given", "depth,albedo,light", "--out", str(tmp_path / "one")]) == 0
+    table = (tmp_path / "one" / "unsup3d_oracles.md").read_text()
+    assert table.count("| true depth, albedo and light |") == 2  # every evaluation of the one curve
+    with pytest.raises(SystemExit, match="unknown parts"):
+        oracles.main(small + ["--given", "depth,normals", "--out", str(tmp_path / "bad")])

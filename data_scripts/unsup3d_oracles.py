@@ -1,0 +1,183 @@
+"""Why unsup3d does not find the view at the cpu profile: the same training with parts of its decomposition replaced by
+SynthFaces' truth ("oracles"), on real 32-px renders, scored by the correlation of the predicted yaw and pitch with the
+true ones on held-out renders.
+
+Each variant trains `helpers.models.unsup3d.Unsup3d` (the cpu row's size: width 32, zdim 128) with unsup3d's loss
+(`photometric_loss` of the reconstruction and its flipped twin, confidence maps from the model) for `--steps` steps of
+`--batch`, but takes the named parts from the truth instead of the networks:
+- depth: SynthFaces' canonical depth, clamped to unsup3d's range [0.9, 1.1];
+- albedo: SynthFaces' canonical albedo over its background (unsup3d's surface is opaque everywhere);
+- light: the true ambient and diffuse RGB and direction (`semantics.true_semantics`).
+A last row fits the view alone per image (no network: six numbers per face, Adam, lr 0.01, 200 steps) with all three
+given: the best the photometric loss can say about the view at 32 px.
+
+    python data_scripts/unsup3d_oracles.py                     # the ladder, ~12 min on 2 cores
+    python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
+    python data_scripts/unsup3d_oracles.py --given depth,albedo,light --steps 2400 --evals 8 \
+        --out book/figures/curves/unsup3d_view_only                 # how long the view network alone needs
+
+Writes <out>/unsup3d_oracles.json and .md (default book/figures/curves/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from helpers.data.synthfaces import SynthFaces
+from helpers.models import unsup3d
+from helpers.models.semantics import true_semantics
+
+PARTS = ("depth", "albedo", "light")
+LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
+          ("true depth, albedo and light", PARTS))
+
+
+def true_parts(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SynthFaces' truth in unsup3d's terms: canonical depth [B,1,R,R], opaque albedo [B,3,R,R], light [B,8]."""
+    alpha = batch["canonical_mask"]
+    return {"depth": batch["depth"].clamp(0.9, 1.1),
+            "albedo": batch["albedo"] * alpha + batch["background"] * (1 - alpha),
+            "light": true_semantics(batch["view"], batch["light"])[:, 6:14]}
+
+
+def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...]):
+    """The model's decomposition with the `given` parts replaced by the truth."""
+    parts = model.decompose(image)
+    parts.update({k: truth[k] for k in given})
+    return parts
+
+
+def view_scores(view: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Correlation of predicted yaw and pitch with the truth, and the spread (degrees) of the predicted yaw."""
+    yaw, pitch = torch.rad2deg(view[:, 0]), torch.rad2deg(view[:, 1])
+    true = torch.rad2deg(batch["view"][:, :2])
+    corr = [torch.corrcoef(torch.stack([p, t]))[0, 1].item() for p, t in ((yaw, true[:, 0]), (pitch, true[:, 1]))]
+    return {"yaw_corr": corr[0], "pitch_corr": corr[1], "yaw_std": yaw.std().item(),
+            "true_yaw_std": true[:, 0].std().item()}
+
+
+def reconstruction_l1(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: float) -> float:
+    rec = unsup3d.reconstruct(parts["depth"], parts["albedo"], parts["light"], parts["view"], fov)
+    return ((rec["image"] - image).abs() * rec["mask"]).sum().item() / (3 * rec["mask"].sum().clamp_min(1).item())
+
+
+@torch.no_grad()
+def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...]) -> dict[str, float]:
+    model.eval()
+    parts = decompose(model, test["image"], true_parts(test), given)
+    model.train()
+    return {"l1": reconstruction_l1(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
+
+
+def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args) -> list[dict]:
+    """unsup3d's training loop (no mutual reconstruction) on real renders; returns the curve."""
+    torch.manual_seed(args.seed)
+    cfg = unsup3d.Unsup3dConfig(resolution=32, width=args.width, zdim=min(256, 4 * args.width), lr=args.lr)
+    model = unsup3d.Unsup3d(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    truth, n = true_parts(train), train["image"].shape[0]
+    order = torch.Generator().manual_seed(args.seed)
+    curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
+    for step in range(args.steps + 1):
+        if step % every == 0 or step == args.steps:
+            curve.append({"step": step, "seconds": round(seconds, 1), **evaluate(model, test, given)})
+            print(f"  step {step:4d}  {seconds:5.0f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
+                                                                     if k not in ("step", "seconds")), flush=True)
+        if step == args.steps:
+            break
+        start = time.perf_counter()
+        idx = torch.randint(0, n, (args.batch,), generator=order)
+        image = train["image"][idx]
+        parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given)
+        depth, albedo = parts["depth"], parts["albedo"]
+        both = unsup3d.reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
+                                   parts["light"].repeat(2, 1), parts["view"].repeat(2, 1), cfg.fov)
+        sigma, mask, b = model.confidence(image), both["mask"].detach(), args.batch
+        loss = (unsup3d.photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
+                + cfg.lam_flip * unsup3d.photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - start
+    return curve
+
+
+def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0) -> dict:
+    """The view of each test face fitted alone (six free numbers per face) with the true depth, albedo and light."""
+    truth = true_parts(test)
+    view = torch.zeros(test["image"].shape[0], 6, requires_grad=True)
+    optimizer = torch.optim.Adam([view], lr=lr)
+    start = time.perf_counter()
+    for _ in range(steps):
+        rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
+        loss = ((rec["image"] - test["image"]).abs() * rec["mask"]).sum() / rec["mask"].sum().clamp_min(1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        parts = {**truth, "view": view.detach()}
+        return {"step": steps, "seconds": round(seconds, 1), "l1": reconstruction_l1(parts, test["image"], fov),
+                **view_scores(view.detach(), test)}
+
+
+def markdown(results: dict, whole_curves: bool = False) -> str:
+    """The table: each variant's last evaluation, or every evaluation with `whole_curves`."""
+    lines = ["| given from the truth | steps | seconds | test L1 | yaw corr | pitch corr | predicted yaw std (°) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, curve in results["variants"].items():
+        for point in curve if whole_curves else curve[-1:]:
+            lines.append(f"| {name} | {point['step']} | {point['seconds']:.0f} | {point['l1']:.4f} | "
+                         f"{point['yaw_corr']:.3f} | {point['pitch_corr']:.3f} | {point['yaw_std']:.1f} |")
+    lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--evals", type=int, default=4)
+    p.add_argument("--train", type=int, default=4096, help="training renders")
+    p.add_argument("--test", type=int, default=256, help="held-out renders")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--given", default=None, help="one variant only: comma-separated parts from the truth "
+                   "(depth, albedo, light; '' for none), no per-image fit")
+    p.add_argument("--out", type=Path, default=Path("book/figures/curves"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train = SynthFaces(resolution=32, seed=11, length=args.train).batch(range(args.train))
+    test = SynthFaces(resolution=32, seed=12, length=args.test).batch(range(args.test))
+    results = {"variants": {}, "settings": f"32 px, width {args.width}, {args.steps} steps of {args.batch}, "
+                                           f"lr {args.lr}, {args.train} training / {args.test} test renders, "
+                                           f"seed {args.seed}, {torch.get_num_threads()} threads"}
+    ladder = LADDER
+    if args.given is not None:
+        given = tuple(filter(None, args.given.split(",")))
+        if unknown := sorted(set(given) - set(PARTS)):
+            raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
+        ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
+    for name, given in ladder:
+        print(name, flush=True)
+        results["variants"][name] = train_with_oracles(given, train, test, args)
+    if args.given is None:
+        print("per-image view fit, true depth, albedo and light", flush=True)
+        results["variants"]["per-image view fit (no network), true depth, albedo and light"] = [fit_views(test)]
+    results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
+    table = markdown(results, whole_curves=args.given is not None)
+    (args.out / "unsup3d_oracles.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
