@@ -3,7 +3,7 @@ SynthFaces' truth ("oracles"), on real 32-px renders, scored by the correlation 
 true ones on held-out renders.
 
 Each variant trains `helpers.models.unsup3d.Unsup3d` (the cpu row's size: width 32, zdim 128) with unsup3d's loss
-(`photometric_loss` of the reconstruction and its flipped twin, confidence maps from the model) for `--steps` steps of
+(`symmetric_loss`: the reconstruction and its flipped twin, confidence maps from the model) for `--steps` steps of
 `--batch`, but takes the named parts from the truth instead of the networks:
 - depth: SynthFaces' canonical depth, clamped to unsup3d's range [0.9, 1.1];
 - albedo: SynthFaces' canonical albedo over its background (unsup3d's surface is opaque everywhere);
@@ -93,12 +93,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args) ->
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given)
-        depth, albedo = parts["depth"], parts["albedo"]
-        both = unsup3d.reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
-                                   parts["light"].repeat(2, 1), parts["view"].repeat(2, 1), cfg.fov)
-        sigma, mask, b = model.confidence(image), both["mask"].detach(), args.batch
-        loss = (unsup3d.photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
-                + cfg.lam_flip * unsup3d.photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2]))
+        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], parts["view"], image,
+                                            model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -298,6 +298,19 @@ def photometric_loss(image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor)
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
+def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, image: Tensor, sigma: Tensor,
+                   cfg: Unsup3dConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """unsup3d's objective for one batch: the photometric loss of the reconstruction plus `lam_flip` x that of the
+    reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]); returns (total, l1, l1_flip)."""
+    b = image.shape[0]
+    both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]), light.repeat(2, 1),
+                       view.repeat(2, 1), cfg.fov)
+    mask = both["mask"].detach()
+    l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
+    l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
+    return l1 + cfg.lam_flip * l1_flip, l1, l1_flip
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Training data: generations of a frozen StyleGAN2
 
@@ -372,13 +385,7 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
             depth = torch.where(pick, depth[partner], depth)
             albedo = torch.where(pick, albedo[partner], albedo)
             sigma = torch.where(pick, model.confidence(image, image[partner]), sigma)
-        both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
-                           parts["light"].repeat(2, 1), parts["view"].repeat(2, 1), cfg.fov)
-        b = batch_size
-        mask = both["mask"].detach()
-        l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
-        l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
-        total = l1 + cfg.lam_flip * l1_flip
+        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], parts["view"], image, sigma, cfg)
         logs = {"l1": l1.detach(), "l1_flip": l1_flip.detach(), "swapped": swapped.float().mean()}
         if cfg.yaw_augment > 0:
             logs["augmented"] = torch.tensor(float(n_aug))
@@ -475,7 +482,8 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "photometric_loss", "Generations", "losses", "training_spec", "EVALUATED_NETS",
+    "canonical_image", "reconstruct", "photometric_loss", "symmetric_loss", "Generations", "losses", "training_spec",
+    "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",
     "scores",
     "SEMANTIC_NAMES",

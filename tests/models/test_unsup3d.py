@@ -64,6 +64,24 @@ def test_photometric_loss_known_value_and_mask():
     assert float(value) == pytest.approx(0.5 * math.sqrt(2) / 2 + math.log(2))
 
 
+def test_symmetric_loss_adds_the_flipped_reconstruction_with_its_weight():
+    torch.manual_seed(2)
+    cfg = small_config(lam_flip=0.25)
+    half = 1 + 0.02 * torch.randn(2, 1, 16, 8)
+    depth = torch.cat([half, half.flip(3)], 3)  # symmetric maps: the flipped reconstruction is the same image
+    albedo = torch.rand(2, 3, 16, 8)
+    albedo = torch.cat([albedo, albedo.flip(3)], 3)
+    light, view = torch.tensor([[0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.0, -0.1]]).repeat(2, 1), torch.zeros(2, 6)
+    image, sigma = torch.rand(2, 3, 16, 16), 0.5 + torch.rand(2, 2, 16, 16)
+    total, l1, l1_flip = unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, cfg)
+    rec = unsup3d.reconstruct(depth, albedo, light, view)
+    assert torch.allclose(l1, unsup3d.photometric_loss(rec["image"], image, rec["mask"], sigma[:, 0:1]))
+    assert torch.allclose(l1_flip, unsup3d.photometric_loss(rec["image"], image, rec["mask"], sigma[:, 1:2]))
+    assert torch.allclose(total, l1 + 0.25 * l1_flip)
+    _, _, l1_flip_asym = unsup3d.symmetric_loss(depth, torch.rand(2, 3, 16, 16), light, view, image, sigma, cfg)
+    assert not torch.allclose(l1_flip_asym, l1_flip)
+
+
 def test_evaluation_mask_erodes_the_foreground():
     square = torch.zeros(1, 1, 6, 6)
     square[..., 1:5, 1:5] = 1
