@@ -33,7 +33,7 @@ from helpers.models.semantics import true_semantics
 
 PARTS = ("depth", "albedo", "light")
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
-          ("true depth, albedo and light", PARTS))
+          ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
 
 
 def true_parts(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
