@@ -9,12 +9,16 @@ Each variant trains `helpers.models.unsup3d.Unsup3d` (the cpu row's size: width 
 - albedo: SynthFaces' canonical albedo over its background (unsup3d's surface is opaque everywhere);
 - light: the true ambient and diffuse RGB and direction (`semantics.true_semantics`).
 A last row fits the view alone per image (no network: six numbers per face, Adam, lr 0.01, 200 steps) with all three
-given: the best the photometric loss can say about the view at 32 px.
+given: the best the photometric loss can say about the view at 32 px. `--neutral-light-steps` tests a curriculum
+instead of an oracle: the light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the
+first N steps, learned after that.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~12 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
     python data_scripts/unsup3d_oracles.py --given depth,albedo,light --steps 2400 --evals 8 \
         --out book/figures/curves/unsup3d_view_only                 # how long the view network alone needs
+    python data_scripts/unsup3d_oracles.py --given '' --neutral-light-steps 300,600 \
+        --out book/figures/curves/unsup3d_neutral_light             # the light held frontal for 300 / 600 steps
 
 Writes <out>/unsup3d_oracles.json and .md (default book/figures/curves/).
 """
@@ -32,6 +36,7 @@ from helpers.models import unsup3d
 from helpers.models.semantics import true_semantics
 
 PARTS = ("depth", "albedo", "light")
+NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
           ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
 
@@ -44,10 +49,14 @@ def true_parts(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             "light": true_semantics(batch["view"], batch["light"])[:, 6:14]}
 
 
-def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...]):
-    """The model's decomposition with the `given` parts replaced by the truth."""
+def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...],
+              neutral_light: bool = False):
+    """The model's decomposition with the `given` parts replaced by the truth (the light by NEUTRAL_LIGHT if
+    `neutral_light`)."""
     parts = model.decompose(image)
     parts.update({k: truth[k] for k in given})
+    if neutral_light:
+        parts["light"] = NEUTRAL_LIGHT.to(image).expand(image.shape[0], -1)
     return parts
 
 
@@ -66,15 +75,17 @@ def reconstruction_l1(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: 
 
 
 @torch.no_grad()
-def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...]) -> dict[str, float]:
+def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
+             neutral_light: bool = False) -> dict[str, float]:
     model.eval()
-    parts = decompose(model, test["image"], true_parts(test), given)
+    parts = decompose(model, test["image"], true_parts(test), given, neutral_light)
     model.train()
     return {"l1": reconstruction_l1(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
 
 
-def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args) -> list[dict]:
-    """unsup3d's training loop (no mutual reconstruction) on real renders; returns the curve."""
+def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0) -> list[dict]:
+    """unsup3d's training loop (no mutual reconstruction) on real renders, the light held neutral for the first
+    `neutral_steps` steps; returns the curve."""
     torch.manual_seed(args.seed)
     cfg = unsup3d.Unsup3dConfig(resolution=32, width=args.width, zdim=min(256, 4 * args.width), lr=args.lr)
     model = unsup3d.Unsup3d(cfg)
@@ -84,7 +95,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args) ->
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
     for step in range(args.steps + 1):
         if step % every == 0 or step == args.steps:
-            curve.append({"step": step, "seconds": round(seconds, 1), **evaluate(model, test, given)})
+            curve.append({"step": step, "seconds": round(seconds, 1),
+                          **evaluate(model, test, given, step < neutral_steps)})
             print(f"  step {step:4d}  {seconds:5.0f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
                                                                      if k not in ("step", "seconds")), flush=True)
         if step == args.steps:
@@ -92,7 +104,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args) ->
         start = time.perf_counter()
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
-        parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given)
+        parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps)
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], parts["view"], image,
                                             model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)
@@ -146,8 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--given", default=None, help="one variant only: comma-separated parts from the truth "
                    "(depth, albedo, light; '' for none), no per-image fit")
+    p.add_argument("--neutral-light-steps", default="0", help="with --given: comma-separated step counts N, one run "
+                   "each, the light held at NEUTRAL_LIGHT for the first N steps")
     p.add_argument("--out", type=Path, default=Path("book/figures/curves"))
     args = p.parse_args(argv)
+    try:
+        neutral = [int(n) for n in args.neutral_light_steps.split(",")]
+    except ValueError:
+        raise SystemExit(f"--neutral-light-steps {args.neutral_light_steps!r}: expected comma-separated step counts")
+    if any(n < 0 for n in neutral) or (neutral != [0] and (args.given is None or "light" in args.given)):
+        raise SystemExit("--neutral-light-steps: step counts >= 0, with --given and without the true light")
     torch.set_num_threads(args.threads)
     train = SynthFaces(resolution=32, seed=11, length=args.train).batch(range(args.train))
     test = SynthFaces(resolution=32, seed=12, length=args.test).batch(range(args.test))
@@ -161,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
     for name, given in ladder:
-        print(name, flush=True)
-        results["variants"][name] = train_with_oracles(given, train, test, args)
+        for n in neutral:
+            label = name + (f", light held neutral for {n} steps" if n else "")
+            print(label, flush=True)
+            results["variants"][label] = train_with_oracles(given, train, test, args, n)
     if args.given is None:
         print("per-image view fit, true depth, albedo and light", flush=True)
         results["variants"]["per-image view fit (no network), true depth, albedo and light"] = [fit_views(test)]

@@ -19,6 +19,13 @@ Choices made here, on purpose:
   matte's edge: outside the ROI the output is blur3(x), not x. We do as the paper (`final_blur=True`);
   `final_blur=False` is the ablation. Measure localisation against blur3(x) when the final blur is on
   (`helpers.metrics.change_inside_share`).
+- Kernel width at other resolutions (`scale`, the book's scaling below the paper's 128 px). sigma(3, 3) is a width in
+  pixels of the paper's 128 x 128 faces (CelebAMask-HQ at 128 px). At 64 px the same kernel blurs twice as much of
+  the face: a 1-px matte edge plus a 1-px final blur is 2 of 64 px, and for the eyes (about 1.5 % of the image) even a
+  perfect mask then keeps only about 80 % of the edit's change inside the ROI. `gaussian_kernel3(scale)` keeps the
+  3 x 3 support and the paper's blur in face units: taps [a, 1 - 2a, a] per axis with a = scale^2 / 4, whose
+  variance scale^2 / 2 px^2 is the binomial kernel's 1/2 px^2 at 128 px seen at resolution 128 * scale
+  (`matte_scale(resolution)` = resolution / 128, at most 1: the paper's kernel at 128 px and above).
 - Noise. The draws are N(0, I) of shape [n_draws, D], shared by every image of the batch and drawn from a CPU
   generator seeded with `seed`: draw j is the same style perturbation for every face, and the result for an image
   does not depend on the batch it was processed in. Per-image draws [B, n_draws, D] can be passed as `noise`.
@@ -64,25 +71,39 @@ Roi = str | Sequence[str]
 # Algorithm 2: alpha matting and blending
 
 
-def gaussian_kernel3() -> Tensor:
-    """The 3x3 Gaussian sigma(3, 3) of Algorithm 2: [1, 2, 1] (x) [1, 2, 1] / 16 (sums to 1, separable)."""
-    taps = torch.tensor([1.0, 2.0, 1.0])
-    return torch.outer(taps, taps) / 16
+PAPER_RESOLUTION = 128  # the paper's faces (CelebAMask-HQ at 128 x 128): sigma(3, 3) is in pixels of this size
 
 
-def blur3(images: Tensor) -> Tensor:
-    """Every [H, W] plane of `images` [..., H, W] convolved with `gaussian_kernel3` (depthwise, replicate padding)."""
+def matte_scale(resolution: int) -> float:
+    """Algorithm 2's kernel width at `resolution` in units of the paper's: resolution / 128, at most 1."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution={resolution!r}: must be a positive number of pixels")
+    return min(1.0, resolution / PAPER_RESOLUTION)
+
+
+def gaussian_kernel3(scale: float = 1.0) -> Tensor:
+    """The 3x3 Gaussian sigma(3, 3) of Algorithm 2, t (x) t with t = [a, 1 - 2a, a], a = scale^2 / 4 (variance
+    scale^2 / 2 px^2 per axis, sums to 1): scale 1 is the binomial [1, 2, 1] (x) [1, 2, 1] / 16."""
+    _check_scale(scale)
+    a = scale * scale / 4
+    taps = torch.tensor([a, 1 - 2 * a, a])
+    return torch.outer(taps, taps)
+
+
+def blur3(images: Tensor, scale: float = 1.0) -> Tensor:
+    """Every [H, W] plane of `images` [..., H, W] convolved with `gaussian_kernel3(scale)` (depthwise, replicate
+    padding)."""
     if images.dim() < 2:
         raise ValueError(f"images must have at least 2 dims [..., H, W], got shape {tuple(images.shape)}")
     x = images if images.is_floating_point() else images.float()
     planes = F.pad(x.reshape(-1, 1, *x.shape[-2:]), (1, 1, 1, 1), mode="replicate")
-    kernel = gaussian_kernel3().to(x.device, x.dtype).view(1, 1, 3, 3)
+    kernel = gaussian_kernel3(scale).to(x.device, x.dtype).view(1, 1, 3, 3)
     return F.conv2d(planes, kernel).view(x.shape)
 
 
-def alpha_matte(mask: Tensor) -> Tensor:
+def alpha_matte(mask: Tensor, scale: float = 1.0) -> Tensor:
     """Algorithm 2, line 1: alpha = m (x) sigma(3, 3), a soft matte [..., H, W] in [0, 1] from a bool/0-1 mask."""
-    return blur3(mask)
+    return blur3(mask, scale)
 
 
 def blend(x: Tensor, y: Tensor, alpha: Tensor) -> Tensor:
@@ -90,10 +111,11 @@ def blend(x: Tensor, y: Tensor, alpha: Tensor) -> Tensor:
     return (1 - alpha) * x + alpha * y
 
 
-def alpha_matting(x: Tensor, y: Tensor, mask: Tensor, final_blur: bool = True) -> Tensor:
-    """Algorithm 2 (AlphaMatting): y [..., 3, H, W] over x inside mask [..., H, W] (soft edge), then blur it all."""
-    out = blend(x, y, alpha_matte(mask).unsqueeze(-3))
-    return blur3(out) if final_blur else out
+def alpha_matting(x: Tensor, y: Tensor, mask: Tensor, final_blur: bool = True, scale: float = 1.0) -> Tensor:
+    """Algorithm 2 (AlphaMatting): y [..., 3, H, W] over x inside mask [..., H, W] (soft edge), then blur it all;
+    `scale` is the kernel's width (`matte_scale`)."""
+    out = blend(x, y, alpha_matte(mask, scale).unsqueeze(-3))
+    return blur3(out, scale) if final_blur else out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,6 +136,12 @@ def _roi_indices(l2s_cfg: l2s.L2SConfig, roi: Roi) -> tuple[list[int], bool]:
     if not roi:
         raise ValueError(f"roi={roi!r}: give a name or a non-empty sequence of names from {l2s_cfg.roi_names}")
     return [roi_index(l2s_cfg, r) for r in roi], False
+
+
+def _check_scale(scale: float) -> None:
+    """The kernel width of `gaussian_kernel3`: a number in (0, 1] (its 3 taps hold at most the paper's width)."""
+    if not (isinstance(scale, numbers.Real) and not isinstance(scale, bool) and 0 < scale <= 1):
+        raise ValueError(f"scale={scale!r}: must be a number in (0, 1] (matte_scale(resolution) gives it)")
 
 
 def _check_number(name: str, value: float, positive: bool = False) -> None:
@@ -242,31 +270,31 @@ def localized_style_edit(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | N
                          image: Tensor, roi: Roi, mu: float, n_draws: int = 1, seed: int = 0,
                          rule: str = "consistency", noise: Tensor | None = None, masks: Tensor | None = None,
                          renormalize: bool = False, final_blur: bool = True, margin: float | Tensor = 0.0,
-                         noise_basis: Tensor | None = None) -> Tensor:
+                         noise_basis: Tensor | None = None, blur_scale: float = 1.0) -> Tensor:
     """Algorithms 1 + 2 end to end: the style of ROI `roi` edited by mu N(0, I) -> images [B, n_draws, 3, H, W].
 
     A sequence of ROI names gives [B, R, n_draws, 3, H, W] (one global edit per draw, matted into each ROI).
     `noise` and `noise_basis` as in `global_style_edit` (default: n_draws shared draws seeded by `seed`); `masks`:
     precomputed `roi_masks(smpn, l2s_cfg, image, rule)` (then `smpn` may be None); `margin`: the consistency rule's
-    margin, one number or one per ROI (`l2s.fit_margins`).
+    margin, one number or one per ROI (`l2s.fit_margins`); `blur_scale`: Algorithm 2's kernel width (`matte_scale`).
     """
     indices, single = _roi_indices(l2s_cfg, roi)
     generator = torch.Generator().manual_seed(seed)
     y = global_style_edit(smn, image, mu, generator, n_draws, noise, renormalize=renormalize,
                           noise_basis=noise_basis)  # [B, n, 3, H, W]
     chosen = _masks_of(smpn, l2s_cfg, image, rule, masks, margin)[:, indices]  # [B, R, H, W]
-    out = alpha_matting(image[:, None, None], y[:, None], chosen[:, :, None], final_blur)  # [B, R, n, 3, H, W]
+    out = alpha_matting(image[:, None, None], y[:, None], chosen[:, :, None], final_blur, blur_scale)  # [B,R,n,3,H,W]
     return out[:, 0] if single else out
 
 
 @torch.no_grad()
 def style_swap(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_cfg: l2s.L2SConfig, image: Tensor,
                reference: Tensor, roi: Roi, rule: str = "consistency", masks: Tensor | None = None,
-               final_blur: bool = True, margin: float | Tensor = 0.0) -> Tensor:
+               final_blur: bool = True, margin: float | Tensor = 0.0, blur_scale: float = 1.0) -> Tensor:
     """Fig. 4's selective style swap: Decoder_SMN(S_s(x), S_t(ref)) matted into x inside x's ROI -> [B, 3, H, W].
 
-    `reference` [B, 3, H, W] pairs with `image`; a sequence of ROI names gives [B, R, 3, H, W]; `masks` and `margin`
-    as in `localized_style_edit`.
+    `reference` [B, 3, H, W] pairs with `image`; a sequence of ROI names gives [B, R, 3, H, W]; `masks`, `margin` and
+    `blur_scale` as in `localized_style_edit`.
     """
     indices, single = _roi_indices(l2s_cfg, roi)
     _check_eval(smn, "smn")
@@ -276,7 +304,7 @@ def style_swap(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_c
     _, texture = smn.encode(reference)
     y = smn.decode(structure, texture)
     chosen = _masks_of(smpn, l2s_cfg, image, rule, masks, margin)[:, indices]  # [B, R, H, W]
-    out = alpha_matting(image[:, None], y[:, None], chosen, final_blur)
+    out = alpha_matting(image[:, None], y[:, None], chosen, final_blur, blur_scale)
     return out[:, 0] if single else out
 
 
@@ -365,7 +393,7 @@ def invert_latent(model: SwappingAutoencoder, image: Tensor, target_error: float
 
 
 __all__ = [
-    "MASK_RULES", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
+    "MASK_RULES", "PAPER_RESOLUTION", "matte_scale", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
     "texture_noise_basis", "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit",
     "style_swap", "structure_edit", "Inversion", "mean_codes", "invert_latent",
 ]

@@ -83,6 +83,42 @@ def test_kernel_sums_to_one_and_is_the_outer_product_of_121():
     assert torch.linalg.matrix_rank(kernel) == 1  # separable
 
 
+def test_scaled_kernel_keeps_the_3x3_support_and_scales_the_variance_with_the_resolution():
+    offsets = torch.tensor([-1.0, 0.0, 1.0])
+    for resolution, variance in ((128, 0.5), (64, 0.125), (32, 0.5 / 16), (256, 0.5)):
+        scale = se.matte_scale(resolution)
+        kernel = se.gaussian_kernel3(scale)
+        row = kernel.sum(0)
+        assert kernel.sum().item() == pytest.approx(1.0)
+        assert (row * offsets).sum().item() == pytest.approx(0.0)  # centred
+        assert (row * offsets ** 2).sum().item() == pytest.approx(variance)  # the paper's blur in face units
+        assert torch.linalg.matrix_rank(kernel) == 1
+    assert torch.equal(se.gaussian_kernel3(se.matte_scale(128)), se.gaussian_kernel3())
+    assert torch.allclose(se.gaussian_kernel3(0.5), torch.outer(*(torch.tensor([1.0, 14.0, 1.0]) / 16,) * 2))
+
+
+@pytest.mark.parametrize("bad", [0, -64, 1.5, True, "64"])
+def test_matte_scale_refuses_what_is_not_a_resolution(bad):
+    with pytest.raises(ValueError, match="resolution"):
+        se.matte_scale(bad)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.01, float("nan"), True])
+def test_kernel_scale_outside_0_1_is_refused(bad):
+    with pytest.raises(ValueError, match="scale"):
+        se.gaussian_kernel3(bad)
+
+
+def test_a_narrower_matte_keeps_more_of_the_change_inside_a_small_region():
+    x, y = torch.zeros(1, 3, 32, 32), torch.ones(1, 3, 32, 32)
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[:, 14:17, 12:20] = True  # a 3 x 8 "eye": 0.87 of the change inside at the paper's width, 0.99 at half
+    shares = [metrics.change_inside_share(se.blur3(x, s), se.alpha_matting(x, y, mask, scale=s), mask).item()
+              for s in (1.0, 0.5, 0.25)]
+    assert shares[0] < shares[1] < shares[2] < 1
+    assert shares[0] < 0.9 and shares[1] > 0.95
+
+
 def test_blur_of_an_impulse_is_the_kernel_and_a_flat_image_stays_flat():
     impulse = torch.zeros(2, 3, 7, 7)
     impulse[:, :, 3, 3] = 1.0

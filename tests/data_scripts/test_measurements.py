@@ -136,3 +136,23 @@ def test_unsup3d_oracles_writes_the_ladder_and_one_variant(tmp_path):
     assert table.count("| true depth, albedo and light |") == 2  # every evaluation of the one curve
     with pytest.raises(SystemExit, match="unknown parts"):
         oracles.main(small + ["--given", "depth,normals", "--out", str(tmp_path / "bad")])
+
+
+def test_unsup3d_oracles_holds_the_light_neutral_for_the_steps_asked(tmp_path):
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16))
+    test = SynthFaces(resolution=32, seed=3, length=4).batch(range(4))
+    held = oracles.decompose(model, test["image"], oracles.true_parts(test), ("depth",), neutral_light=True)
+    assert torch.equal(held["light"], torch.tensor([[0.5] * 6 + [0.0, 0.0]] * 4))
+    assert torch.equal(held["depth"], oracles.true_parts(test)["depth"])
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--given", "", "--neutral-light-steps", "0,2", "--out", str(tmp_path)]) == 0
+    curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(curves) == ["unsup3d, nothing given", "unsup3d, nothing given, light held neutral for 2 steps"]
+    for bad in (["--neutral-light-steps", "300"], ["--given", "light", "--neutral-light-steps", "300"],
+                ["--given", "", "--neutral-light-steps", "-1"], ["--given", "", "--neutral-light-steps", "x"]):
+        with pytest.raises(SystemExit, match="neutral-light-steps"):
+            oracles.main(small + bad + ["--out", str(tmp_path / "bad")])
