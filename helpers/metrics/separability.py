@@ -72,30 +72,84 @@ def dci(codes: torch.Tensor, factors: torch.Tensor, alpha: float = 0.05, train_s
             "informativeness": sum(errors) / len(errors)}
 
 
-def fit_linear_svms(x: torch.Tensor, labels: torch.Tensor, C: float = 1.0, max_iter: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """K linear SVMs at once: weights [D, K] and biases [K] minimising liblinear's primal L2-loss SVM (scikit-learn's
+def fit_linear_svms(x: torch.Tensor, labels: torch.Tensor, C: float = 1.0, tolerance: float = 1e-9,
+                    max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """K linear SVMs: weights [D, K] and biases [K] minimising liblinear's primal L2-loss SVM (scikit-learn's
     LinearSVC(dual=False) with its default intercept_scaling 1, i.e. the bias regularised as an extra feature):
-    0.5 (|w_k|^2 + b_k^2) + C sum_n max(0, 1 - y_nk (x_n . w_k + b_k))^2 with y in {-1, +1}, by full-batch L-BFGS in
-    float64 (one matrix product per evaluation for all K attributes: 29 SVMs on 12,000 codes in seconds on 2 cores)."""
+    0.5 (|w_k|^2 + b_k^2) + C sum_n max(0, 1 - y_nk (x_n . w_k + b_k))^2 with y in {-1, +1}, in float64, each run to
+    convergence (gradient norm <= `tolerance` x its norm at 0) by the finite Newton method of Keerthi & DeCoste (JMLR
+    2005): the objective is piecewise quadratic, so a Newton step on the current margin violators followed by an exact
+    line search ends in a few steps. The Hessian I + 2C X_A^T X_A starts from X^T X (all points violate at w = 0),
+    shared by the K SVMs, and follows the violators by rank updates."""
     x = x.detach().double().cpu()
     y = 2 * labels.detach().double().cpu() - 1
     if x.dim() != 2 or y.dim() != 2 or len(x) != len(y):
         raise ValueError(f"x [N, D] and labels [N, K] of one N, got {tuple(x.shape)} and {tuple(labels.shape)}")
+    if not (C > 0 and math.isfinite(C)):
+        raise ValueError(f"C={C!r}: must be a finite number > 0")
     augmented = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
-    params = torch.zeros(augmented.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([params], lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  history_size=20, line_search_fn="strong_wolfe")
-
-    def objective():
-        optimiser.zero_grad()
-        slack = torch.relu(1 - y * (augmented @ params))
-        value = 0.5 * params.square().sum() + C * slack.square().sum()
-        value.backward()
-        return value
-
-    optimiser.step(objective)
-    solution = params.detach()
+    gram = augmented.T @ augmented  # X_A^T X_A with every point a violator
+    solution = torch.stack([_finite_newton_svm(augmented, y[:, k], gram, C, tolerance, max_iter, k)
+                            for k in range(y.shape[1])], 1)
     return solution[:-1], solution[-1]
+
+
+def _finite_newton_svm(x: torch.Tensor, y: torch.Tensor, gram: torch.Tensor, C: float, tolerance: float,
+                       max_iter: int, index: int) -> torch.Tensor:
+    """One L2-loss SVM [D] by finite Newton steps; `gram` = X^T X of all rows (the violators at w = 0)."""
+    w = torch.zeros(x.shape[1], dtype=torch.float64)
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+    active = torch.ones(len(x), dtype=torch.bool)
+    gram_active = gram.clone()
+    margin = torch.zeros(len(x), dtype=torch.float64)  # y_n x_n . w
+    first = None
+    for _ in range(max_iter + 1):
+        now = margin < 1
+        changed = now ^ active
+        if 2 * int(changed.sum()) < int(now.sum()):  # follow the violators by a rank update
+            sign = torch.where(now[changed], 1.0, -1.0).double()
+            gram_active += x[changed].T @ (sign[:, None] * x[changed])
+        elif changed.any():
+            gram_active = x[now].T @ x[now]
+        active = now
+        slack = (1 - margin) * active
+        gradient = w - 2 * C * x.T @ (y * slack)
+        norm = float(gradient.norm())
+        first = norm if first is None else first
+        if norm <= tolerance * max(first, 1e-300):
+            return w
+        step = -torch.linalg.solve(eye + 2 * C * gram_active, gradient)
+        along = y * (x @ step)  # the margins' change per unit of step
+        t = _exact_line_search(float(w @ step), float(step @ step), 1 - margin, along, C)
+        w = w + t * step
+        margin = margin + t * along
+    raise RuntimeError(f"fit_linear_svms: SVM {index} did not converge in {max_iter} Newton steps "
+                       f"(gradient norm {norm:.3g}, {norm / first:.3g} of its start)")
+
+
+def _exact_line_search(w_dot_d: float, d_dot_d: float, slack: torch.Tensor, along: torch.Tensor, C: float) -> float:
+    """The minimiser t >= 0 of phi(t) = 0.5 |w + t d|^2 + C sum (slack - t along)_+^2, from its derivative
+    phi'(t) = w.d + t d.d - 2C sum along (slack - t along)_+, non-decreasing and piecewise linear: Newton steps on
+    phi' inside a bracket that shrinks (bisection when a step leaves it). Exact once t's linear piece is found."""
+    def derivative(t: float) -> tuple[float, float]:
+        s = slack - t * along
+        on = s > 0
+        return (w_dot_d + t * d_dot_d - 2 * C * float((along * s)[on].sum()),
+                d_dot_d + 2 * C * float(along[on].square().sum()))
+
+    start = abs(derivative(0.0)[0])  # > 0 along a descent direction
+    low, high = 0.0, 1.0
+    while derivative(high)[0] < 0:
+        low, high = high, 2 * high
+    t = high if derivative(high)[0] == 0 else low
+    for _ in range(200):
+        value, slope = derivative(t)
+        if abs(value) <= 1e-13 * start or high - low <= 1e-15 * max(1.0, high):
+            return t
+        low, high = (t, high) if value < 0 else (low, t)
+        guess = t - value / slope
+        t = guess if low < guess < high else (low + high) / 2
+    return t
 
 
 def linear_separability(codes: torch.Tensor, labels: torch.Tensor, train_share: float = 0.8, C: float = 1.0,

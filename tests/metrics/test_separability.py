@@ -75,5 +75,32 @@ def test_fit_linear_svms_matches_liblinear():
     weights, bias = metrics.fit_linear_svms(x, labels, C=0.5)
     for k in range(2):
         reference = LinearSVC(C=0.5, dual=False, tol=1e-10, max_iter=10000).fit(x.numpy(), labels[:, k].numpy())
-        torch.testing.assert_close(weights[:, k], torch.as_tensor(reference.coef_[0]), atol=1e-4, rtol=1e-4)
-        assert bias[k].item() == pytest.approx(float(reference.intercept_[0]), abs=1e-4)
+        torch.testing.assert_close(weights[:, k], torch.as_tensor(reference.coef_[0]), atol=1e-6, rtol=1e-6)
+        assert bias[k].item() == pytest.approx(float(reference.intercept_[0]), abs=1e-6)
+
+
+def test_fit_linear_svms_reaches_the_optimum_of_each_svm():
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(600, 12, generator=generator, dtype=torch.float64) @ torch.randn(12, 12, generator=generator,
+                                                                                       dtype=torch.float64)
+    noise = torch.randn(600, 3, generator=generator, dtype=torch.float64)
+    labels = torch.stack([x[:, 0] + noise[:, 0] > 0, x[:, 1] - x[:, 2] + 2 * noise[:, 1] > 1,
+                          noise[:, 2] > 1.5], 1).long()  # separable-ish, noisy, and rare and unrelated
+    weights, bias = metrics.fit_linear_svms(x, labels, C=2.0)
+    augmented = torch.cat([x, torch.ones(600, 1, dtype=torch.float64)], 1)
+    params = torch.cat([weights, bias[None]]).requires_grad_(True)
+    y = 2 * labels.double() - 1
+    objective = 0.5 * params.square().sum() + 2.0 * torch.relu(1 - y * (augmented @ params)).square().sum()
+    objective.backward()
+    assert params.grad.norm(dim=0).max() < 1e-6  # the KKT point of every SVM (the objective is strictly convex)
+    again = metrics.fit_linear_svms(x, labels, C=2.0)
+    assert torch.equal(again[0], weights) and torch.equal(again[1], bias)
+
+
+def test_fit_linear_svms_says_when_it_stops_short_and_refuses_a_bad_C():
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = (x[:, :1] > 0).long()
+    with pytest.raises(RuntimeError, match="did not converge in 0 Newton steps"):
+        metrics.fit_linear_svms(x, labels, max_iter=0)
+    with pytest.raises(ValueError, match="C=0"):
+        metrics.fit_linear_svms(x, labels, C=0)
