@@ -393,7 +393,8 @@ def invert_latent(model: SwappingAutoencoder, image: Tensor, target_error: float
 
 
 __all__ = [
-    "MASK_RULES", "PAPER_RESOLUTION", "matte_scale", "gaussian_kernel3", "blur3", "alpha_matte", "blend", "alpha_matting", "roi_index",
+    "MASK_RULES", "PAPER_RESOLUTION", "matte_scale", "gaussian_kernel3", "blur3", "alpha_matte", "blend",
+    "alpha_matting", "roi_index",
     "texture_noise_basis", "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit",
     "style_swap", "structure_edit", "Inversion", "mean_codes", "invert_latent",
 ]

@@ -109,7 +109,8 @@ def change_inside_share(original: torch.Tensor, edited: torch.Tensor, region: to
     """Localisation of an edit: share of sum_p |edited(p) - original(p)|^2 that lies inside `region`, float64 [...].
 
     Images [..., 3, H, W] (broadcast), region bool [..., H, W] broadcastable to the change map; NaN where nothing
-    changed. With Algorithm 2's final blur (paper 002), pass blur3(original, scale) so that the blur itself is not counted.
+    changed. With Algorithm 2's final blur (paper 002), pass blur3(original, scale) so that the blur itself is not
+    counted.
     """
     change = (edited.double() - original.double()).pow(2).sum(-3)  # [..., H, W]
     inside = (change * region.to(change.device, torch.float64)).sum((-2, -1))
