@@ -20,7 +20,9 @@ Choices made here, on purpose:
   `final_blur=False` is the ablation. Measure localisation against blur3(x) when the final blur is on
   (`helpers.metrics.change_inside_share`).
 - Kernel width at other resolutions (`scale`, the book's scaling below the paper's 128 px). sigma(3, 3) is a width in
-  pixels of the paper's 128 x 128 faces (CelebAMask-HQ at 128 px). At 64 px the same kernel blurs twice as much of
+  pixels of the paper's faces: its SMPN is paper 000's L2S, trained on CelebAMask-HQ at 128 x 128, and paper 002
+  names no other size (were its edits made larger, its blur would be narrower in face units still, and the scaled
+  kernel the more conservative). At 64 px the same kernel blurs twice as much of
   the face: a 1-px matte edge plus a 1-px final blur is 2 of 64 px, and for the eyes (about 1.5 % of the image) even a
   perfect mask then keeps only about 80 % of the edit's change inside the ROI. `gaussian_kernel3(scale)` keeps the
   3 x 3 support and the paper's blur in face units: taps [a, 1 - 2a, a] per axis with a = scale^2 / 4, whose
@@ -71,7 +73,7 @@ Roi = str | Sequence[str]
 # Algorithm 2: alpha matting and blending
 
 
-PAPER_RESOLUTION = 128  # the paper's faces (CelebAMask-HQ at 128 x 128): sigma(3, 3) is in pixels of this size
+PAPER_RESOLUTION = 128  # the SMPN's faces (paper 000: CelebAMask-HQ at 128 x 128): sigma(3, 3) is in these pixels
 
 
 def matte_scale(resolution: int) -> float:
