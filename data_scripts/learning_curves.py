@@ -57,6 +57,7 @@ ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
           "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
           "unsup3d": "side", "flow": "mean_accuracy"}
+BASE_ALSO = {"l2s": ("sae",)}  # families whose --base changes also apply to the rows they start from
 KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
 
 
@@ -320,8 +321,9 @@ def main(argv=None) -> int:
         print("figure:", plot(path, args.family))
         return 0
     base = config.validate(profile=args.profile, seed=args.seed, out_dir=args.out)
-    if args.base:
-        base = run_for(base, args.family, parse_variant("base:" + args.base)[1])
+    if args.base:  # the L2S fine-tunes an SAE of its own resolution and width: the base row reaches both
+        for name in (args.family, *BASE_ALSO.get(args.family, ())):
+            base = run_for(base, name, parse_variant("base:" + args.base)[1])
     family = Family(args.family, base, args.n_eval)
     if args.family == "l2s":
         family.sae = book_models.train_model(base, "sae", family.train)
