@@ -89,7 +89,6 @@ class L2SConfig:
     lambda_gan_swap: float = 0.5
     lambda_cooccur: float = 0.5
     l1_weights: str = "paper"  # pixel weights of Eq. 1's L1: one of L1_WEIGHTS (see the module doc)
-    code_noise: float = 0.0  # std of Gaussian noise on each masked slice while training (0: the paper's Eq. 1)
 
     def __post_init__(self) -> None:
         errors = []
@@ -108,7 +107,7 @@ class L2SConfig:
             used |= set(range(start, stop))
         if self.l1_weights not in L1_WEIGHTS:
             errors.append(f"l1_weights={self.l1_weights!r}: allowed {L1_WEIGHTS}")
-        for name in ("lambda_l1", "lambda_gan_rec", "lambda_gan_swap", "lambda_cooccur", "code_noise"):
+        for name in ("lambda_l1", "lambda_gan_rec", "lambda_gan_swap", "lambda_cooccur"):
             if getattr(self, name) < 0:
                 errors.append(f"{name}={getattr(self, name)}: must be >= 0")
         if errors:
@@ -147,14 +146,10 @@ def slice_masks(cfg: L2SConfig) -> Tensor:
     return masks
 
 
-def masked_structures(structure: Tensor, masks: Tensor, noise_std: float = 0.0) -> Tensor:
-    """S_s [B, C, h, w] and masks [K, C] -> the K masked codes, ROI-major [K * B, C, h, w] (no renormalisation);
-    `noise_std` > 0 adds noise_std * N(0, 1) to each slice's own channels (`L2SConfig.code_noise`)."""
-    masks = masks.to(structure.device, structure.dtype)[:, None, :, None, None]
-    codes = masks * structure[None]
-    if noise_std:
-        codes = codes + noise_std * torch.randn_like(codes) * masks
-    return codes.flatten(0, 1)
+def masked_structures(structure: Tensor, masks: Tensor) -> Tensor:
+    """S_s [B, C, h, w] and masks [K, C] -> the K masked codes, ROI-major [K * B, C, h, w] (no renormalisation)."""
+    masks = masks.to(structure.device, structure.dtype)
+    return (masks[:, None, :, None, None] * structure[None]).flatten(0, 1)
 
 
 def roi_major(rois: Tensor, like: Tensor) -> Tensor:
@@ -328,7 +323,7 @@ def losses(cfg: L2SConfig):
         if rois.shape[1] != k:
             raise ValueError(f"roi_images has {rois.shape[1]} ROIs, the config has {k} slices")
         structure, texture = nets["sae"].encode(image)
-        codes = masked_structures(structure, slice_masks(cfg), noise_std=cfg.code_noise)
+        codes = masked_structures(structure, slice_masks(cfg))
         targets = roi_major(rois, image)  # ROI-major [K * B, 3, H, W], as the codes
         return targets, codes, texture.repeat(k, 1)
 
