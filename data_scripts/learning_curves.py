@@ -8,18 +8,19 @@ tabulated in `<out>/<family>.md`: the measurements behind every `cpu` row of `he
 book/training.md.
 
 Held-out quality per family: mask_vae test mIoU and the smallest class IoU; sis and sae test L1; l2s mean F1 over the
-ROIs (consistency rule), the smallest ROI F1 and the ACS (32 faces x 4 noise draws, a quicker estimate than the
-chapter's); segmenter mean and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between
-held-out real faces and samples of the averaged generator in the book's attribute-feature space (`helpers.models.
-features`, trained at the GAN's resolution and cached; NOT the FID), with the real-vs-real floor of that distance;
-w_encoder (the W+ encoder of the profile's StyleGAN2) the feature distance and pixel MSE between held-out real faces
-and their reconstructions G(E(x)), and the W+ recovery error on generated faces (MSE relative to the codes' spread);
-semantics (the supervised pose/light regressor) the mean absolute yaw and pitch errors in degrees; unsup3d (trained on
-generations of the profile's decorrelated StyleGAN2) the scale-invariant depth error (SIDE) and mean angle deviation
-(MAD, degrees) of its view depth on held-out SynthFaces renders, and the correlation of its yaw and pitch with the
-true ones; flow (chapter 05's T: W+ -> W*, on W+ codes of unseen SynthFaces from the profile's encoder, against the
-linear classifiers it trains with) the accuracy of fresh linear SVMs on T(w) of held-out codes (80/20 of
-`--n-codes` validation codes: mean and smallest over the attributes) and the frozen classifiers' accuracy on them.
+ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise draws, a quicker estimate than the chapter's)
+and chapter 3's edit_localised measure with the model as its SMPN (`edit_share`, with the masks' IoU); segmenter mean
+and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between held-out real faces and samples
+of the averaged generator in the book's attribute-feature space (`helpers.models.features`, trained at the GAN's
+resolution and cached; NOT the FID), with the real-vs-real floor of that distance; w_encoder (the W+ encoder of the
+profile's StyleGAN2) the feature distance and pixel MSE between held-out real faces and their reconstructions G(E(x)),
+and the W+ recovery error on generated faces (MSE relative to the codes' spread); semantics (the supervised pose/light
+regressor) the mean absolute yaw and pitch errors in degrees; unsup3d (trained on generations of the profile's
+decorrelated StyleGAN2) the scale-invariant depth error (SIDE) and mean angle deviation (MAD, degrees) of its view depth
+on held-out SynthFaces renders, and the correlation of its yaw and pitch with the true ones; flow (chapter 05's T: W+ ->
+W*, on W+ codes of unseen SynthFaces from the profile's encoder, against the linear classifiers it trains with) the
+accuracy of fresh linear SVMs on T(w) of held-out codes (80/20 of `--n-codes` validation codes: mean and smallest over
+the attributes) and the frozen classifiers' accuracy on them.
 
     python data_scripts/learning_curves.py --family sae --variant "w8b16:width=8,batch=16,steps=600,ema=2000"
     python data_scripts/learning_curves.py --family l2s --variant "regions:steps=300,model.l1_weights=region_balanced"
@@ -43,6 +44,7 @@ from pathlib import Path
 import torch
 
 from helpers import book_models, config, metrics
+from helpers import style_edit as se
 from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
@@ -112,6 +114,7 @@ class Family:
         self.sae = None
         self.feature_net = self.real_features = self.features_trained = self.gan = None
         self.classifiers = self.validation_codes = None
+        self.edit_noise = None  # l2s: chapter 3's texture noise basis, draw and strength (evaluate_edits)
 
     def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
         row = run.profile.family(self.family)
@@ -253,7 +256,40 @@ class Family:
                                             generator=torch.Generator(self.run.device).manual_seed(1))
         black = (decoded.abs().amax(dim=(2, 3, 4)) < 0.05).float().mean(0)  # share of faces whose ROI i decodes black
         return {"mean_f1": f1.nanmean().item(), "min_f1": f1.min().item(),
-                "acs": metrics.activeness_compaction_score(activeness.cpu()), "black_roi_share": black.max().item()}
+                "acs": metrics.activeness_compaction_score(activeness.cpu()), "black_roi_share": black.max().item(),
+                **self.evaluate_edits(model, cfg, decoded, truth)}
+
+    @torch.no_grad()
+    def evaluate_edits(self, model, cfg, decoded, truth) -> dict[str, float]:
+        """Chapter 3's edit_localised measure with this L2S as the SMPN: the share of a localised style edit's change
+        inside the true ROI (mean over ROIs), masks by the consistency rule with margins calibrated on 256 training
+        faces, texture noise at c = 1, one draw, Algorithm 2's kernel scaled to the resolution; and the masks' IoU."""
+        device, image = self.run.device, self.test["image"]
+        smn = self.sae.nets["sae"]
+        k = len(cfg.slices)
+        if self.edit_noise is None:  # the SMN's texture noise and draw: fixed along the curve
+            textures = in_chunks(lambda x: smn.encode(x)[1], self.train["image"][:1024], device=device)
+            draw = torch.randn(1, textures.shape[1], generator=torch.Generator().manual_seed(self.run.seed + 1))
+            self.edit_noise = (se.texture_noise_basis(textures), draw, 1.0 / math.sqrt(textures.shape[1]))
+        basis, draw, mu = self.edit_noise
+        picked = ToROI(cfg.roi_names)({key: self.train[key][:256] for key in ("image", "labels")})
+        picked_decoded = in_chunks(lambda x: l2s.roi_images(model, x, cfg), picked["image"], size=8, device=device)
+        margin = l2s.fit_margins(picked_decoded, picked["image"], l2s.roi_targets(picked["roi_labels"], cfg))
+        masks = se.masks_from_decodes(decoded, image, rule="consistency", margin=margin)  # [N, K, H, W]
+        regions = torch.stack([truth == i + 1 for i in range(k)], 1)
+        scale = se.matte_scale(image.shape[-1])
+        shares = []
+        for start in range(0, len(image), 16):
+            x = image[start:start + 16].to(device)
+            y = se.global_style_edit(smn, x, mu, noise=draw, noise_basis=basis)[:, 0]  # [B, 3, H, W]
+            m = masks[start:start + 16].to(device)
+            edited = se.alpha_matting(x[:, None], y[:, None], m, scale=scale)  # [B, K, 3, H, W]
+            shares.append(metrics.change_inside_share(se.blur3(x, scale)[:, None], edited,
+                                                      regions[start:start + 16].to(device)).cpu())
+        mask_iou = [metrics.iou_per_class(metrics.confusion_matrix(masks[:, i].long(), regions[:, i].long(), 2))[1]
+                    for i in range(k)]
+        return {"edit_share": torch.cat(shares).nanmean(0).nanmean().item(),
+                "mask_iou": torch.stack(mask_iou).nanmean().item()}
 
 
 def plot(path: Path, family: str) -> Path:
@@ -263,7 +299,7 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs", "w_recovery", "pitch_mae", "mad", "yaw_corr", "min_accuracy",
+    extra = [m for m in ("min_iou", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr", "min_accuracy",
                          "frozen_accuracy")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
@@ -287,7 +323,8 @@ def plot(path: Path, family: str) -> Path:
 
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
-    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "pixel_mse",
+    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "edit_share",
+                                                    "mask_iou", "pixel_mse",
                                                     "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr",
                                                     "min_accuracy", "frozen_accuracy")
                                         if any(m in v["curve"] for v in data["variants"].values())]
