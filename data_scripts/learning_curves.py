@@ -303,17 +303,24 @@ def plot(path: Path, family: str) -> Path:
                          "frozen_accuracy")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors  # one colour per variant
     for ax, metric in zip(axes[0], [METRIC[family], *extra]):
-        for name in names:
+        for i, name in enumerate(names):
             curve = data["variants"][name]["curve"]
             if metric in curve:
-                ax.plot(curve["seconds"], curve[metric], marker="o", ms=3, label=name)
+                ax.plot(curve["seconds"], curve[metric], marker="o", ms=3, label=name, color=palette[i % len(palette)])
         ax.set_xlabel("training wall-clock seconds (2 CPU cores)")
         ax.set_ylabel(f"held-out {metric}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{family}: held-out quality against CPU seconds ({data.get('threads', '?')} threads)")
     fig.tight_layout()
+    if len(names) > 4:  # a long legend goes under the panels instead of over the first one's curves
+        rows = math.ceil(len(names) / 3)
+        fig.set_figheight(3.6 + 0.22 * rows)
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.22 * rows / (3.6 + 0.22 * rows) + 0.02, 1, 1))
+    else:
+        axes[0][0].legend(fontsize=7)
     out = path.with_suffix(".png")
     fig.savefig(out, dpi=110)
     plt.close(fig)
