@@ -15,7 +15,7 @@ def test_parse_variant_splits_row_model_and_options():
     assert model == {"l1_weights": "roi_balanced"} and options == {"weights": "inverse_sqrt"}
 
 
-@pytest.mark.parametrize("family", ["mask_vae", "sae", "stylegan", "w_encoder"])
+@pytest.mark.parametrize("family", ["mask_vae", "sae", "l2s", "stylegan", "w_encoder"])
 def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
     curves = load_script("learning_curves")
@@ -30,6 +30,8 @@ def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkey
     assert curve["step"] == [0.0, 2.0, 4.0] and len(curve[curves.METRIC[family]]) == 3
     assert curve["seconds"][0] < curve["seconds"][-1]
     assert data["variants"]["b"]["row"]["lr"] == 1e-4
+    if family == "l2s":  # chapter 3's edit measure with the model as the SMPN, a share in [0, 1]
+        assert all(0 <= v <= 1 for v in curve["edit_share"] + curve["mask_iou"]) and len(curve["edit_share"]) == 3
     assert (tmp_path / f"{family}.png").stat().st_size > 0
     table = (tmp_path / f"{family}.md").read_text()
     assert table.startswith("| variant |") and "| a |" in table and "| b |" in table
