@@ -84,9 +84,12 @@ def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
     return name, row, model, options
 
 
-def run_for(base: config.RunConfig, family: str, row_changes: dict) -> config.RunConfig:
+def run_for(base: config.RunConfig, family: str, row_changes: dict,
+            model_changes: dict | None = None) -> config.RunConfig:
     profile = base.profile
     row = dataclasses.replace(profile.family(family), **row_changes)
+    if model_changes:
+        row = dataclasses.replace(row, model={**row.model, **model_changes})
     profile = dataclasses.replace(profile, families={**profile.families, family: row})
     return dataclasses.replace(base, profile=profile)
 
@@ -299,8 +302,8 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr", "min_accuracy",
-                         "frozen_accuracy")
+    extra = [m for m in ("min_iou", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr",
+                         "min_accuracy", "frozen_accuracy")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
     palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors  # one colour per variant
@@ -350,8 +353,10 @@ def main(argv=None) -> int:
     parser.add_argument("--family", required=True, choices=FAMILIES)
     parser.add_argument("--variant", action="append", default=[], help="'name:key=value,...' (see the doc)")
     parser.add_argument("--profile", default="cpu", choices=list(config.PROFILES))
-    parser.add_argument("--base", default="", help="'key=value,...' changes to the family's profile row before the data "
-                                                   "are rendered (e.g. resolution=32: data, evaluation and variants)")
+    parser.add_argument("--base", default="",
+                        help="'key=value,...' changes to the family's profile row before the data are rendered (e.g. "
+                             "resolution=32: data, evaluation and variants; for l2s also the SAE's row, and "
+                             "model.sae.<field> its model)")
     parser.add_argument("--evals", type=int, default=6, help="evaluations per variant (spread evenly over its steps)")
     parser.add_argument("--n-eval", type=int, default=256, help="held-out faces or masks per evaluation")
     parser.add_argument("--n-codes", default="20000,2000", help="flow: training and validation W+ codes")
@@ -366,8 +371,13 @@ def main(argv=None) -> int:
         return 0
     base = config.validate(profile=args.profile, seed=args.seed, out_dir=args.out)
     if args.base:  # the L2S fine-tunes an SAE of its own resolution and width: the base row reaches both
-        for name in (args.family, *BASE_ALSO.get(args.family, ())):
-            base = run_for(base, name, parse_variant("base:" + args.base)[1])
+        _, row_changes, model_changes, _ = parse_variant("base:" + args.base)
+        also = BASE_ALSO.get(args.family, ())
+        own = {k: v for k, v in model_changes.items() if not (also and k.startswith("sae."))}
+        base = run_for(base, args.family, row_changes, own)
+        for name in also:  # "model.sae.<field>" changes the model of the SAE row the L2S starts from
+            sae_changes = {k[4:]: v for k, v in model_changes.items() if k.startswith("sae.")}
+            base = run_for(base, name, row_changes, sae_changes)
     family = Family(args.family, base, args.n_eval)
     if args.family == "l2s":
         family.sae = book_models.train_model(base, "sae", family.train)

@@ -37,6 +37,18 @@ def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkey
     assert table.startswith("| variant |") and "| a |" in table and "| b |" in table
 
 
+def test_l2s_base_changes_reach_the_sae_it_starts_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    curves = load_script("learning_curves")
+    # a 4 x 4 structure tensor (smoke: 32 px, 8 x 8 by default) for the SAE and the L2S alike; were only the L2S's
+    # row changed, its config would not match the trained SAE's state dicts
+    assert curves.main(["--family", "l2s", "--profile", "smoke", "--evals", "1", "--n-eval", "8", "--out",
+                        str(tmp_path), "--base", "model.sae.structure_size=4", "--variant", "a:steps=2"]) == 0
+    import torch
+    sae_checkpoint = torch.load(next((tmp_path / "cache").rglob("sae-*.pt")), weights_only=True)
+    assert sae_checkpoint["config"]["config"]["model"]["structure_size"] == 4
+
+
 def test_bench_families_prints_and_writes_every_record(tmp_path, capsys):
     bench = load_script("bench_families")
     out = tmp_path / "bench.json"
