@@ -117,7 +117,7 @@ class Family:
         self.sae = None
         self.feature_net = self.real_features = self.features_trained = self.gan = None
         self.classifiers = self.validation_codes = None
-        self.edit_noise = None  # l2s: chapter 3's texture noise basis, draw and strength (evaluate_edits)
+        self.edit_fixed = None  # l2s: what chapter 3's edit measure holds fixed along a curve (edit_fixtures)
 
     def options(self, run: config.RunConfig, model: dict, extra: dict) -> dict:
         row = run.profile.family(self.family)
@@ -267,32 +267,33 @@ class Family:
         """Chapter 3's edit_localised measure with this L2S as the SMPN: the share of a localised style edit's change
         inside the true ROI (mean over ROIs), masks by the consistency rule with margins calibrated on 256 training
         faces, texture noise at c = 1, one draw, Algorithm 2's kernel scaled to the resolution; and the masks' IoU."""
+        if self.edit_fixed is None:  # what does not depend on the L2S: the SMN's global edits, the calibration faces
+            self.edit_fixed = self.edit_fixtures(cfg)
+        picked, picked_truth, edits, blurred = self.edit_fixed
+        device, image = self.run.device, self.test["image"]
+        picked_decoded = in_chunks(lambda x: l2s.roi_images(model, x, cfg), picked, size=8, device=device)
+        margin = l2s.fit_margins(picked_decoded, picked, picked_truth)
+        masks = se.masks_from_decodes(decoded, image, rule="consistency", margin=margin)  # [N, K, H, W]
+        regions = torch.stack([truth == i + 1 for i in range(len(cfg.slices))], 1)
+        edited = se.alpha_matting(image[:, None], edits[:, None], masks, scale=se.matte_scale(image.shape[-1]))
+        share = metrics.change_inside_share(blurred[:, None], edited, regions)  # [N, K]
+        mask_iou = [metrics.iou_per_class(metrics.confusion_matrix(masks[:, i].long(), regions[:, i].long(), 2))[1]
+                    for i in range(len(cfg.slices))]
+        return {"edit_share": share.nanmean(0).nanmean().item(), "mask_iou": torch.stack(mask_iou).nanmean().item()}
+
+    def edit_fixtures(self, cfg) -> tuple[torch.Tensor, ...]:
+        """The calibration faces and their ROI ids, the SMN's global edits of the test faces (chapter 3's texture noise
+        at c = 1, its first draw) and the blurred test faces: fixed along an L2S curve."""
         device, image = self.run.device, self.test["image"]
         smn = self.sae.nets["sae"]
-        k = len(cfg.slices)
-        if self.edit_noise is None:  # the SMN's texture noise and draw: fixed along the curve
-            textures = in_chunks(lambda x: smn.encode(x)[1], self.train["image"][:1024], device=device)
-            draw = torch.randn(1, textures.shape[1], generator=torch.Generator().manual_seed(self.run.seed + 1))
-            self.edit_noise = (se.texture_noise_basis(textures), draw, 1.0 / math.sqrt(textures.shape[1]))
-        basis, draw, mu = self.edit_noise
+        textures = in_chunks(lambda x: smn.encode(x)[1], self.train["image"][:1024], device=device)
+        draw = torch.randn(1, textures.shape[1], generator=torch.Generator().manual_seed(self.run.seed + 1))
+        basis, mu = se.texture_noise_basis(textures), 1.0 / math.sqrt(textures.shape[1])
+        edits = in_chunks(lambda x: se.global_style_edit(smn, x, mu, noise=draw, noise_basis=basis)[:, 0], image,
+                          size=16, device=device)
         picked = ToROI(cfg.roi_names)({key: self.train[key][:256] for key in ("image", "labels")})
-        picked_decoded = in_chunks(lambda x: l2s.roi_images(model, x, cfg), picked["image"], size=8, device=device)
-        margin = l2s.fit_margins(picked_decoded, picked["image"], l2s.roi_targets(picked["roi_labels"], cfg))
-        masks = se.masks_from_decodes(decoded, image, rule="consistency", margin=margin)  # [N, K, H, W]
-        regions = torch.stack([truth == i + 1 for i in range(k)], 1)
-        scale = se.matte_scale(image.shape[-1])
-        shares = []
-        for start in range(0, len(image), 16):
-            x = image[start:start + 16].to(device)
-            y = se.global_style_edit(smn, x, mu, noise=draw, noise_basis=basis)[:, 0]  # [B, 3, H, W]
-            m = masks[start:start + 16].to(device)
-            edited = se.alpha_matting(x[:, None], y[:, None], m, scale=scale)  # [B, K, 3, H, W]
-            shares.append(metrics.change_inside_share(se.blur3(x, scale)[:, None], edited,
-                                                      regions[start:start + 16].to(device)).cpu())
-        mask_iou = [metrics.iou_per_class(metrics.confusion_matrix(masks[:, i].long(), regions[:, i].long(), 2))[1]
-                    for i in range(k)]
-        return {"edit_share": torch.cat(shares).nanmean(0).nanmean().item(),
-                "mask_iou": torch.stack(mask_iou).nanmean().item()}
+        return (picked["image"], l2s.roi_targets(picked["roi_labels"], cfg), edits,
+                se.blur3(image, se.matte_scale(image.shape[-1])))
 
 
 def plot(path: Path, family: str) -> Path:
@@ -373,10 +374,10 @@ def main(argv=None) -> int:
     if args.base:  # the L2S fine-tunes an SAE of its own resolution and width: the base row reaches both
         _, row_changes, model_changes, _ = parse_variant("base:" + args.base)
         also = BASE_ALSO.get(args.family, ())
+        sae_changes = {k[4:]: v for k, v in model_changes.items() if also and k.startswith("sae.")}
         own = {k: v for k, v in model_changes.items() if not (also and k.startswith("sae."))}
         base = run_for(base, args.family, row_changes, own)
         for name in also:  # "model.sae.<field>" changes the model of the SAE row the L2S starts from
-            sae_changes = {k[4:]: v for k, v in model_changes.items() if k.startswith("sae.")}
             base = run_for(base, name, row_changes, sae_changes)
     family = Family(args.family, base, args.n_eval)
     if args.family == "l2s":
