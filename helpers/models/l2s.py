@@ -30,8 +30,12 @@ Choices made here, on purpose:
   the nose, eyes and lips (4 % of the image), so perturbing the skin slice changes those parts more than their
   own slices do. "region_balanced" splits the other half equally among the other labelled regions of the image
   (background, hair, skin, nose, eyes, lips and mouth), so painting over a hole costs as much as missing any
-  region. The GAN terms are unchanged. Measured against each other in book/training.md. The rows below `paper` also
-  weigh the L1 3 against Eq. 1's 1 (`lambda_l1`, as the SAE's rows do): the small ROIs' F1 rises, the ACS does not.
+  region; the skin decode still half-paints its holes, and the skin slice then holds most of the activeness map's
+  off-diagonal mass. "region_equal" (the rows below `paper`) gives every region present, the ROI included, the same
+  share: a pixel weighs the inverse of its region's area, the same map for all K targets of an image, so a hole in
+  the skin's target weighs as much as the whole skin instead of a fifth of it. The GAN terms are unchanged. Measured
+  against each other in book/training.md. The rows below `paper` also weigh the L1 3 against Eq. 1's 1 (`lambda_l1`,
+  as the SAE's rows do): the small ROIs' F1 rises, the ACS does not.
 - All ROIs of a batch go through the generator (and the discriminators) as ONE batch of K x B items; in training the
   reconstructions and the swaps of all ROIs are one generator call of 2 K B items (`sae.decode_pair`), and the ROI
   targets take the memory format of the input images (channels_last in the book's loop).
@@ -74,7 +78,7 @@ PAPER_ROIS: tuple[str, ...] = ROI_NAMES  # hair, skin, nose, eyes, lips_mouth
 HELEN_SLICES: tuple[tuple[int, int], ...] = ((0, 4), (4, 8))
 HELEN_ROIS: tuple[str, ...] = ("hair", "skin")
 SEGMENT_RULES = ("paper", "consistency", "argmax")
-L1_WEIGHTS = ("paper", "roi_balanced", "region_balanced")
+L1_WEIGHTS = ("paper", "roi_balanced", "region_balanced", "region_equal")
 
 
 @dataclass(frozen=True)
@@ -282,11 +286,12 @@ def segment_images(model: sae_lib.SwappingAutoencoder, image: Tensor, cfg: L2SCo
 def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
     """Per-pixel weights of Eq. 1's L1, ROI-major [K * B, 1, H, W], mean 1 per item (None for the paper's plain mean).
 
-    From the ROI ids [B, H, W] (0 background, 1..5 = ROI_NAMES) of the batch. For ROI i of image b its pixels share
-    one half of the weight. "roi_balanced": the other pixels share the other half. "region_balanced": the other half is
-    split equally among the other regions present in image b (each ROI id and the background is a region). An image
-    without ROI i spreads the whole weight the same way over its pixels ("roi_balanced": every pixel 1;
-    "region_balanced": every region present an equal share).
+    From the ROI ids [B, H, W] (0 background, 1..5 = ROI_NAMES) of the batch. For ROI i of image b, "roi_balanced"
+    and "region_balanced" give its pixels one half of the weight; "roi_balanced" spreads the other half over the
+    other pixels, "region_balanced" splits it equally among the other regions present in image b (each ROI id and
+    the background is a region). An image without ROI i spreads the whole weight the same way over its pixels
+    ("roi_balanced": every pixel 1; "region_balanced": every region present an equal share). "region_equal": every
+    region present, ROI i included, an equal share (the same weights for all K targets).
     """
     if cfg.l1_weights == "paper":
         return None
@@ -302,8 +307,11 @@ def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
     present = (area > 0).float()
     roi_present = present[:, :, -1:]
     rest_count = present[:, :, :-1].sum(2, keepdim=True)
-    share = torch.cat([torch.where(roi_present > 0, 0.5, 1.0) / rest_count.clamp_min(1) * present[:, :, :-1],
-                       torch.where(rest_count > 0, 0.5, 1.0) * roi_present], 2)  # each region's share of the weight
+    if cfg.l1_weights == "region_equal":
+        share = present / (rest_count + roi_present).clamp_min(1)
+    else:
+        share = torch.cat([torch.where(roi_present > 0, 0.5, 1.0) / rest_count.clamp_min(1) * present[:, :, :-1],
+                           torch.where(rest_count > 0, 0.5, 1.0) * roi_present], 2)  # each region's share
     weights = (regions * share / area.clamp_min(1e-12)).sum(2)  # [K, B, H, W]
     return weights.flatten(0, 1)[:, None]
 

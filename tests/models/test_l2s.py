@@ -218,3 +218,19 @@ def test_region_balanced_weights_give_every_other_region_an_equal_share():
     eyes1 = weights[3 * 2 + 1, 0]  # eyes absent from image 1: background, skin, nose a third each
     for region in (0, 2, 3):
         assert (eyes1 * (roi_labels[1] == region)).sum() / 16 == pytest.approx(1 / 3)
+
+
+def test_region_equal_weights_give_every_region_the_roi_included_an_equal_share():
+    cfg = dataclasses.replace(tiny("synthfaces"), l1_weights="region_equal")
+    roi_labels = torch.zeros(1, 4, 4, dtype=torch.long)  # background everywhere else
+    roi_labels[:, 2:, :] = 2  # skin: 8 of 16 pixels
+    roi_labels[0, 0, 0] = 4  # eyes: 1 pixel
+    roi_labels[0, 0, 3] = 3  # nose: 1 pixel
+    weights = l2s.l1_pixel_weights(roi_labels, cfg)
+    assert torch.allclose(weights.mean(dim=(1, 2, 3)), torch.ones(5))  # mean 1 per item
+    skin = weights[1, 0]  # skin target: background, skin, nose, eyes a quarter each
+    for region in (0, 2, 3, 4):
+        assert (skin * (roi_labels[0] == region)).sum() / 16 == pytest.approx(0.25)
+    assert skin[0, 0] == pytest.approx(4.0) and skin[3, 3] == pytest.approx(0.5)  # an eye pixel weighs 8 skin pixels
+    hair = weights[0, 0]  # hair absent: the four present regions share the weight in the same way
+    assert hair[0, 0] == pytest.approx(4.0) and hair[3, 3] == pytest.approx(0.5)
