@@ -7,8 +7,9 @@ stopped while it evaluates. The curves are merged into `<out>/<family>.json`, dr
 tabulated in `<out>/<family>.md`: the measurements behind every `cpu` row of `helpers.config.PROFILES`, shown in
 book/training.md.
 
-Held-out quality per family: mask_vae test mIoU and the smallest class IoU; sis and sae test L1; l2s mean F1 over the
-ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise draws, a quicker estimate than the chapter's)
+Held-out quality per family: mask_vae test mIoU, the smallest class IoU and chapter 1's interpolation measure (mean
+Spearman rho of a part's area and centroid along Eq. 4, 32 pairs of test masks: `mask_vae.interpolation_monotonicity`);
+sis and sae test L1; l2s mean F1 over the ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise draws, a quicker estimate than the chapter's)
 and chapter 3's edit_localised measure with the model as its SMPN (`edit_share`, with the masks' IoU); segmenter mean
 and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between held-out real faces and samples
 of the averaged generator in the book's attribute-feature space (`helpers.models.features`, trained at the GAN's
@@ -159,7 +160,10 @@ class Family:
             predicted = in_chunks(lambda m: mv.to_labels(vae(mv.one_hot_parts(m, self.num_classes),
                                                              sample=False)["logits"]), labels, device=device)
             iou = metrics.iou_per_class(metrics.confusion_matrix(predicted, labels, self.num_classes))
-            return {"miou": iou.nanmean().item(), "min_iou": iou.min().item()}
+            pairs = min(len(labels) // 2, 32)  # chapter 1's interpolation measure: 32 pairs of test masks
+            rho = mv.interpolation_monotonicity(vae, labels[:pairs], labels[pairs:2 * pairs])
+            return {"miou": iou.nanmean().item(), "min_iou": iou.min().item(), "rho_mean": rho["mean"],
+                    "rho_area": rho["area"], "rho_centroid": rho["centroid"]}
         if self.family == "sis":
             out = in_chunks(lambda x, y: nets["sis"](x, y), image, self.test["labels"], device=device)
             return {"l1": (out - image).abs().mean().item()}
@@ -334,7 +338,7 @@ def plot(path: Path, family: str) -> Path:
 
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
-    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "min_f1", "acs", "black_roi_share", "edit_share",
+    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "rho_mean", "min_f1", "acs", "black_roi_share", "edit_share",
                                                     "mask_iou", "pixel_mse",
                                                     "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr",
                                                     "min_accuracy", "frozen_accuracy")

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from .. import metrics
 from ..data.memory import InMemory
 from ..data.transforms import OneHotParts
 from ..data.transforms import one_hot as one_hot_parts  # masks [..., C, H, W], background channel included
@@ -359,6 +360,46 @@ def interpolate_part(mu_source: torch.Tensor, mu_target: torch.Tensor, part: int
     out = mu_source.clone()
     out[:, part] = alpha * mu_target[:, part] + (1.0 - alpha) * mu_source[:, part]
     return out
+
+
+@torch.no_grad()
+def interpolation_monotonicity(model: "MaskVAE", sources: torch.Tensor, targets: torch.Tensor,
+                               alphas: torch.Tensor | None = None, min_area_change: float = 2.0,
+                               min_shift: float = 0.5) -> dict[str, float]:
+    """How steadily Eq. 4 moves a part from its source shape to its target shape: Spearman's rho along the path.
+
+    For every part c >= 1 and pair (sources[b], targets[b]) of label maps [B, H, W], the part codes are interpolated
+    by Eq. 4 at `alphas` (default 11 values in [0, 1]) and decoded from the means; rho between alpha and the part's
+    area (oriented so that +1 grows or shrinks towards the target's area) and between alpha and its centroid's
+    position along the source-to-target direction. Paths whose ends differ by less than `min_area_change` px in area
+    or `min_shift` px in centroid carry no direction and are counted in "skipped". Returns the mean rho of each
+    ("area", "centroid"), their mean ("mean"), and the counts ("paths_area", "paths_centroid", "skipped").
+    """
+    alphas = torch.linspace(0, 1, 11) if alphas is None else alphas
+    device = next(model.parameters()).device
+    num_classes = model.cfg.num_classes
+    mu_s = model.encode(one_hot_parts(sources, num_classes).to(device))[0]
+    mu_t = model.encode(one_hot_parts(targets, num_classes).to(device))[0]
+    rho_area, rho_centre, skipped = [], [], 0
+    for part in range(1, num_classes):
+        path = torch.stack([to_labels(model.decode(interpolate_part(mu_s, mu_t, part, float(a)))).cpu()
+                            for a in alphas]) == part  # [A, B, H, W]
+        area = path.flatten(2).sum(-1).double()  # [A, B]
+        centre = torch.stack([metrics.centroids(step) for step in path])  # [A, B, 2]
+        for b in range(len(sources)):
+            d_area = area[-1, b] - area[0, b]
+            if abs(d_area) >= min_area_change:
+                rho_area.append(metrics.spearman(alphas, area[:, b] * d_area.sign()))
+            else:
+                skipped += 1
+            direction = centre[-1, b] - centre[0, b]
+            if torch.isfinite(centre[:, b]).all() and direction.norm() >= min_shift:
+                rho_centre.append(metrics.spearman(alphas, (centre[:, b] - centre[0, b]) @ direction))
+            else:
+                skipped += 1
+    rho = {"area": sum(rho_area) / max(1, len(rho_area)), "centroid": sum(rho_centre) / max(1, len(rho_centre))}
+    return {**rho, "mean": (rho["area"] + rho["centroid"]) / 2, "paths_area": len(rho_area),
+            "paths_centroid": len(rho_centre), "skipped": skipped}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -210,3 +210,46 @@ def test_class_weights_eq1_and_inverse_sqrt_on_known_frequencies():
     assert balanced[2] / balanced[0] == pytest.approx(12 ** 0.5)  # a 12x rarer class weighs sqrt(12)x more
     with pytest.raises(ValueError, match="rule='inverse'"):
         mv.class_weights(frequencies, "inverse")
+
+
+class StripModel(torch.nn.Module):
+    """A stand-in mask VAE with known paths: part c's code is its pixel count, and decoding draws that many pixels
+    from the left of row c - 1 (counts above `fold` are drawn as 2 * fold - count: a path that turns back)."""
+
+    def __init__(self, num_classes: int = 3, size: int = 16, fold: int | None = None):
+        super().__init__()
+        self.cfg = mv.MaskVAEConfig(num_classes=num_classes, resolution=size)
+        self.size, self.fold = size, fold
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # a device to read
+
+    def encode(self, parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = parts.flatten(2).sum(-1, keepdim=True)  # [B, C, 1]
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        counts = z[..., 0].round().long()
+        if self.fold is not None:
+            counts = torch.where(counts > self.fold, 2 * self.fold - counts, counts)
+        return F.one_hot(strips(counts, self.size), self.cfg.num_classes).permute(0, 3, 1, 2).float()
+
+
+def strips(counts: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """Label maps [B, size, size] with counts[b, c] pixels of part c >= 1 from the left of row c - 1."""
+    labels = torch.zeros(counts.shape[0], size, size, dtype=torch.long)
+    cols = torch.arange(size)
+    for part in range(1, counts.shape[1]):
+        labels[:, part - 1] = torch.where(cols[None] < counts[:, part, None], part, 0)
+    return labels
+
+
+def test_interpolation_monotonicity_known_paths():
+    sources = strips(torch.tensor([[0, 4, 5], [0, 4, 5]]))  # part 1: 4 px -> 12 px; part 2: 5 px at both ends
+    targets = strips(torch.tensor([[0, 12, 5], [0, 12, 5]]))
+    alphas = torch.linspace(0, 1, 5)  # codes 4, 6, 8, 10, 12
+    rho = mv.interpolation_monotonicity(StripModel(), sources, targets, alphas)
+    assert rho["area"] == pytest.approx(1.0) and rho["centroid"] == pytest.approx(1.0) and rho["mean"] == pytest.approx(1.0)
+    assert (rho["paths_area"], rho["paths_centroid"], rho["skipped"]) == (2, 2, 4)  # part 2 carries no direction
+    # a path that turns back: areas 4, 6, 7, 8, 6 for codes 4 ... 10 folded at 8 -> rho of ranks (1, 2.5, 4, 5, 2.5)
+    targets = strips(torch.tensor([[0, 10, 5], [0, 10, 5]]))
+    rho = mv.interpolation_monotonicity(StripModel(fold=8), sources, targets, alphas)
+    assert rho["area"] == pytest.approx(5.5 / math.sqrt(95))
