@@ -307,7 +307,7 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr",
+    extra = [m for m in ("min_iou", "rho_mean", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr",
                          "min_accuracy", "frozen_accuracy")
              if any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
@@ -330,7 +330,7 @@ def plot(path: Path, family: str) -> Path:
     else:
         axes[0][0].legend(fontsize=7)
     out = path.with_suffix(".png")
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # a wide legend row stays inside the image
     plt.close(fig)
     path.with_suffix(".md").write_text(table(data, family))
     return out
