@@ -9,8 +9,9 @@ book/training.md.
 
 Held-out quality per family: mask_vae test mIoU, the smallest class IoU and chapter 1's interpolation measure (mean
 Spearman rho of a part's area and centroid along Eq. 4, 32 pairs of test masks: `mask_vae.interpolation_monotonicity`);
-sis and sae test L1; l2s mean F1 over the ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise draws, a quicker estimate than the chapter's)
-and chapter 3's edit_localised measure with the model as its SMPN (`edit_share`, with the masks' IoU); segmenter mean
+sis and sae test L1; l2s mean F1 over the ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise
+draws, a quicker estimate than the chapter's) and chapter 3's edit_localised measure with the model as its SMPN
+(`edit_share`, with the masks' IoU); segmenter mean
 and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between held-out real faces and samples
 of the averaged generator in the book's attribute-feature space (`helpers.models.features`, trained at the GAN's
 resolution and cached; NOT the FID), with the real-vs-real floor of that distance; w_encoder (the W+ encoder of the
@@ -57,6 +58,10 @@ from helpers.train import train
 FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder", "semantics", "unsup3d",
             "flow")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
+# the other held-out measures, in the order of the tables' columns; the figures draw a panel for each but TABLE_ONLY
+SECONDARY = ("min_iou", "rho_mean", "min_f1", "acs", "black_roi_share", "edit_share", "mask_iou", "pixel_mse",
+             "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr", "min_accuracy", "frozen_accuracy")
+TABLE_ONLY = ("black_roi_share", "mask_iou", "pixel_mse", "pitch_corr")
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
           "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
           "unsup3d": "side", "flow": "mean_accuracy"}
@@ -307,9 +312,7 @@ def plot(path: Path, family: str) -> Path:
 
     data = json.loads(path.read_text())
     names = [k for k in data["variants"] if data["variants"][k]["curve"].get(METRIC[family])]
-    extra = [m for m in ("min_iou", "rho_mean", "min_f1", "acs", "edit_share", "w_recovery", "pitch_mae", "mad", "yaw_corr",
-                         "min_accuracy", "frozen_accuracy")
-             if any(m in data["variants"][n]["curve"] for n in names)]
+    extra = [m for m in SECONDARY if m not in TABLE_ONLY and any(m in data["variants"][n]["curve"] for n in names)]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5.2 * (1 + len(extra)), 3.6), squeeze=False)
     palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors  # one colour per variant
     for ax, metric in zip(axes[0], [METRIC[family], *extra]):
@@ -338,10 +341,7 @@ def plot(path: Path, family: str) -> Path:
 
 def table(data: dict, family: str) -> str:
     """A Markdown table of the variants: training seconds and held-out quality at their last evaluation."""
-    metrics_shown = [METRIC[family]] + [m for m in ("min_iou", "rho_mean", "min_f1", "acs", "black_roi_share", "edit_share",
-                                                    "mask_iou", "pixel_mse",
-                                                    "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr",
-                                                    "min_accuracy", "frozen_accuracy")
+    metrics_shown = [METRIC[family]] + [m for m in SECONDARY
                                         if any(m in v["curve"] for v in data["variants"].values())]
     lines = ["| variant | trained as | seconds | " + " | ".join(metrics_shown) + " |",
              "|---|---|---|" + "---|" * len(metrics_shown)]

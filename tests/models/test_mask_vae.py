@@ -247,7 +247,7 @@ def test_interpolation_monotonicity_known_paths():
     targets = strips(torch.tensor([[0, 12, 5], [0, 12, 5]]))
     alphas = torch.linspace(0, 1, 5)  # codes 4, 6, 8, 10, 12
     rho = mv.interpolation_monotonicity(StripModel(), sources, targets, alphas)
-    assert rho["area"] == pytest.approx(1.0) and rho["centroid"] == pytest.approx(1.0) and rho["mean"] == pytest.approx(1.0)
+    assert (rho["area"], rho["centroid"], rho["mean"]) == pytest.approx((1.0, 1.0, 1.0))
     assert (rho["paths_area"], rho["paths_centroid"], rho["skipped"]) == (2, 2, 4)  # part 2 carries no direction
     # a path that turns back: areas 4, 6, 7, 8, 6 for codes 4 ... 10 folded at 8 -> rho of ranks (1, 2.5, 4, 5, 2.5)
     targets = strips(torch.tensor([[0, 10, 5], [0, 10, 5]]))
