@@ -15,7 +15,8 @@ chapter can show:
     ModulatedConv2d.forward                modulated_conv_reference: per-sample weights, one grouped conv
     StyledConv.forward                     styled_conv_reference: modconv -> + noise -> + bias -> lrelu * sqrt(2)
     StyledResBlock.forward                 styled_res_block_reference: (skip(x) + conv2(conv1(x))) / sqrt(2)
-    ResDownBlock.forward                   res_down_block_reference: (pool(lrelu(c2 lrelu(c1 x))) + pool(skip x)) / √2
+    ResDownBlock.forward                   res_down_block_reference: (pool(lrelu(c2 lrelu(c1 x))) + pool(skip x)) / √2,
+                                           or with pool_first (StyleGAN2's order) lrelu(c2 pool(lrelu(c1 x))) in front
     from_rgb_lrelu                         from_rgb_reference: lrelu(conv(2 x - 1))
 
 Simplifications against NVlabs' code, on purpose and stated where the models use them: bilinear upsampling and 2x2
@@ -195,29 +196,39 @@ def avg_pool2x2(x: Tensor) -> Tensor:
 
 
 class ResDownBlock(nn.Module):
-    """conv3x3 + lrelu, conv3x3 + lrelu, (2x2 average pool), plus a 1x1 skip; sum scaled by 1/sqrt(2).
+    """conv3x3 + lrelu, conv3x3 + lrelu, with a 2x2 average pool, plus a 1x1 skip; sum scaled by 1/sqrt(2).
+
+    Where the pool sits in the main path: `pool_first=True` is StyleGAN2's order (NVlabs' `conv2d_layer(down=True)`
+    filters and downsamples, then convolves at the lower resolution; the activation follows), with the book's 2x2
+    box for the [1, 3, 3, 1] blur: the second conv runs on the pooled map, at a quarter of its cost.
+    `pool_first=False` runs the second conv and its activation at the input's resolution and pools the result (the
+    book's first form, kept for the checkpoints that were trained with it).
 
     With downsampling, the skip path avgpool(conv1x1(x)) is computed as ONE 2x2 stride-2 conv whose four taps are the
     1x1 weight / 4 (both maps are linear and commute, so this is exact up to float rounding; `test_sae` checks it),
     a quarter of the skip's cost and one op fewer.
     """
 
-    def __init__(self, cin: int, cout: int, downsample: bool = True):
+    def __init__(self, cin: int, cout: int, downsample: bool = True, pool_first: bool = False):
         super().__init__()
         self.conv1 = EqualConv2d(cin, cin, 3)
         self.conv2 = EqualConv2d(cin, cout, 3)
         self.skip = EqualConv2d(cin, cout, 1, bias=False)
-        self.downsample = downsample
+        self.downsample, self.pool_first = downsample, pool_first
 
     def forward(self, x: Tensor) -> Tensor:
         # lrelu(c) = leaky_relu(sqrt(2) c),
-        # (pool(lrelu(c2)) + skip) / sqrt(2) = pool(leaky_relu(c2)) + skip / sqrt(2);
+        # (pool(lrelu(c2)) + skip) / sqrt(2) = pool(leaky_relu(c2)) + skip / sqrt(2), and the same with c2 on the pool;
         # the sqrt(2) gains and the residual scale are folded into conv weights (exact up to float rounding)
-        h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x, gain=SQRT2), 0.2)), 0.2)
+        h = F.leaky_relu(self.conv1(x, gain=SQRT2), 0.2)
         if not self.downsample:
-            return h + self.skip(x, gain=1 / SQRT2)
+            return F.leaky_relu(self.conv2(h), 0.2) + self.skip(x, gain=1 / SQRT2)
+        if self.pool_first:
+            h = F.leaky_relu(self.conv2(avg_pool2x2(h)), 0.2)
+        else:
+            h = avg_pool2x2(F.leaky_relu(self.conv2(h), 0.2))
         skip_weight = (self.skip.weight * (self.skip.scale / (4 * SQRT2))).expand(-1, -1, 2, 2)
-        return avg_pool2x2(h) + F.conv2d(x, skip_weight, stride=2)
+        return h + F.conv2d(x, skip_weight, stride=2)
 
 
 def minibatch_stddev(x: Tensor, group_size: int = 4, channels: int = 1) -> Tensor:
@@ -275,12 +286,17 @@ def styled_res_block_reference(block: StyledResBlock, x: Tensor, style: Tensor) 
 
 
 def res_down_block_reference(block: ResDownBlock, x: Tensor) -> Tensor:
-    """(pool(lrelu(conv2(lrelu(conv1(x))))) + pool(skip(x))) / sqrt(2) (pool: 2x2 average, when downsampling)."""
-    h = lrelu(equal_conv_reference(block.conv2, lrelu(equal_conv_reference(block.conv1, x))))
+    """(pool(lrelu(conv2(lrelu(conv1(x))))) + pool(skip(x))) / sqrt(2), or with `pool_first` (StyleGAN2's order)
+    (lrelu(conv2(pool(lrelu(conv1(x))))) + pool(skip(x))) / sqrt(2) (pool: 2x2 average, when downsampling)."""
+    h = lrelu(equal_conv_reference(block.conv1, x))
     skip = equal_conv_reference(block.skip, x)
-    if block.downsample:
-        h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
-    return (h + skip) / SQRT2
+    if not block.downsample:
+        return (lrelu(equal_conv_reference(block.conv2, h)) + skip) / SQRT2
+    if block.pool_first:
+        h = lrelu(equal_conv_reference(block.conv2, F.avg_pool2d(h, 2)))
+    else:
+        h = F.avg_pool2d(lrelu(equal_conv_reference(block.conv2, h)), 2)
+    return (h + F.avg_pool2d(skip, 2)) / SQRT2
 
 
 __all__ = [

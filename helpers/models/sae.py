@@ -96,6 +96,7 @@ class SAEConfig:
     width: int = 32  # base width w: encoder w..16w, texture 64w, generator up to 16w, discriminators 4w..16w
     structure_channels: int = 8
     structure_size: int = 8  # side of the structure tensor (the paper's 128 / 16)
+    pool_first: bool = True  # down blocks convolve after pooling, StyleGAN2's order (False: the book's first form)
     lambda_l1: float = 1.0
     lambda_gan_rec: float = 1.0
     lambda_gan_swap: float = 1.0
@@ -193,8 +194,8 @@ class Encoder(nn.Module):
         w = cfg.width
         widths = [w, 2 * w, 4 * w, 8 * w, 16 * w]
         self.from_rgb = EqualConv2d(3, w, 1)
-        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1], downsample=i < cfg.scale_steps)
-                                      for i in range(4)])
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1], downsample=i < cfg.scale_steps,
+                                                   pool_first=cfg.pool_first) for i in range(4)])
         self.structure = nn.Sequential(EqualConv2d(16 * w, 16 * w, 1), nn.LeakyReLU(0.2),
                                        EqualConv2d(16 * w, cfg.structure_channels, 1))
         self.texture_convs = nn.Sequential(EqualConv2d(16 * w, 32 * w, 3, stride=2), nn.LeakyReLU(0.2),
@@ -274,7 +275,8 @@ class Discriminator(nn.Module):
         downs = round(math.log2(cfg.resolution / 4))
         widths = discriminator_widths(w, downs)
         self.from_rgb = EqualConv2d(3, widths[0], 1)
-        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1], pool_first=cfg.pool_first)
+                                      for i in range(downs)])
         self.conv = EqualConv2d(widths[-1], widths[-1], 3)
         self.fc = EqualLinear(widths[-1] * 16, widths[-1])
         self.out = EqualLinear(widths[-1], 1)
@@ -295,7 +297,8 @@ class PatchDiscriminator(nn.Module):
         widths = discriminator_widths(w, downs)
         feat = 16 * w
         self.from_rgb = EqualConv2d(3, widths[0], 1)
-        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1]) for i in range(downs)])
+        self.blocks = nn.Sequential(*[ResDownBlock(widths[i], widths[i + 1], pool_first=cfg.pool_first)
+                                      for i in range(downs)])
         self.project = EqualLinear(widths[-1] * 16, feat)
         self.classifier = nn.ModuleList([EqualLinear(2 * feat, feat), EqualLinear(feat, feat), EqualLinear(feat, 1)])
 

@@ -54,15 +54,19 @@ def test_avg_pool2x2_equals_avg_pool2d(dtype, channels_last):
     assert torch.allclose(layers.avg_pool2x2(x).float(), F.avg_pool2d(x.float(), 2), atol=tol)
 
 
-@pytest.mark.parametrize("downsample", [True, False])
-def test_res_down_block_equals_its_reference(downsample):
-    block = _randomise(layers.ResDownBlock(4, 6, downsample=downsample))
+@pytest.mark.parametrize("downsample,pool_first", [(True, False), (True, True), (False, False)])
+def test_res_down_block_equals_its_reference(downsample, pool_first):
+    block = _randomise(layers.ResDownBlock(4, 6, downsample=downsample, pool_first=pool_first))
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
     conv = layers.equal_conv_reference
-    h = _lrelu(conv(block.conv2, _lrelu(conv(block.conv1, x))))
-    skip = conv(block.skip, x)
-    if downsample:
-        h, skip = F.avg_pool2d(h, 2), F.avg_pool2d(skip, 2)
+    h = _lrelu(conv(block.conv1, x))
+    if pool_first:  # StyleGAN2's order: the second conv on the pooled map
+        h = _lrelu(conv(block.conv2, F.avg_pool2d(h, 2)))
+    else:
+        h = _lrelu(conv(block.conv2, h))
+        h = F.avg_pool2d(h, 2) if downsample else h
+    skip = F.avg_pool2d(conv(block.skip, x), 2) if downsample else conv(block.skip, x)
+    assert h.shape == skip.shape == (2, 6, 4 if downsample else 8, 4 if downsample else 8)
     by_hand = (h + skip) / math.sqrt(2)
     want = layers.res_down_block_reference(block, x)
     assert torch.allclose(want, by_hand, atol=1e-6)
