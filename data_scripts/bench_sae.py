@@ -1,10 +1,10 @@
 """Benchmark of chapter 2's models: SAE and L2S training steps, fp32 vs bf16, and segmentation throughput.
 
-Prints (1) ms per training step (D phase + G phase, as the book's loop runs them, each phase with only its own
-optimiser's parameters requiring grad; lazy R1 not included) of the SAE and of L2S at a profile's size, fp32 vs bf16
-autocast, each with and without channels_last, measured side by side in interleaved rounds (these machines are
-noisy); (2) ms per image of segmentation by masked decoding (L2S: encoder + one generator call for the K ROIs) and of
-the baseline U-Net segmenter, at batch 1 and batched, in eval mode.
+Prints (1) ms per training step (the shared decodes, D phase and G phase, run by the book's loop `Iteration`; lazy
+R1 not included) of the SAE and of L2S at a profile's row, fp32 vs bf16 autocast, each with and without
+channels_last, measured side by side in interleaved rounds (these machines are noisy); (2) ms per image of
+segmentation by masked decoding (L2S: encoder + one generator call for the K ROIs) and of the baseline U-Net segmenter,
+at batch 1 and batched, in eval mode.
 
 `--compare-with DIR` times an older copy of the models (DIR/sae.py and DIR/l2s.py, e.g. from `git show REV:...`)
 in the same interleaved rounds, so that a change is measured against its baseline under the same machine load.
@@ -15,6 +15,7 @@ in the same interleaved rounds, so that a change is measured against its baselin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import statistics
 import sys
@@ -25,7 +26,7 @@ import torch
 
 from helpers.config import PROFILES
 from helpers.models import l2s, sae, segmenter
-from helpers.train import autocast, cpu_has_native_bf16
+from helpers.train import Iteration, autocast, build_networks, cpu_has_native_bf16
 
 VARIANTS = {"fp32": ("fp32", False), "fp32-cl": ("fp32", True), "bf16": ("bf16", False), "bf16-cl": ("bf16", True)}
 
@@ -45,24 +46,16 @@ def load_baseline(folder: str):
     return old_sae, old_l2s
 
 
-def step_time(nets, opts, phases, batch, precision: str, repeats: int) -> float:
-    """Mean seconds of one D + G step (after one warm-up step), phases run as helpers.train runs them."""
-    device = torch.device("cpu")
+def step_time(spec, nets, opts, batch, precision: str, repeats: int) -> float:
+    """Mean seconds of one step without its lazy R1 (after one warm-up step), run by the book's loop (`Iteration`)."""
+    iteration = Iteration(spec, nets, opts, precision, torch.device("cpu"))
     times = []
     for i in range(repeats + 1):
         t0 = time.perf_counter()
-        for loss_fn, opt in phases:
-            mine = {id(p) for group in opts[opt].param_groups for p in group["params"]}
-            for net in nets.values():
-                for p in net.parameters():
-                    p.requires_grad_(id(p) in mine)
-            opts[opt].zero_grad(set_to_none=True)
-            with autocast(precision, device):
-                loss, _ = loss_fn(nets, batch, 1)
-            loss.backward()
-            opts[opt].step()
+        iteration(batch, 1)
         if i:
             times.append(time.perf_counter() - t0)
+    iteration.restore_flags()
     return statistics.mean(times)
 
 
@@ -73,18 +66,18 @@ def bench_training(label: str, makers: dict, batch: dict, variants: list[str], r
         for v in variants:
             precision, cl = VARIANTS[v]
             torch.manual_seed(0)
-            nets, opts, phases = make()
+            spec, nets, opts = make()
             data = batch
             if cl:
                 for net in nets.values():
                     net.to(memory_format=torch.channels_last)
                 data = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                         for k, v in batch.items()}
-            setups[(version, v)] = (nets, opts, phases, data, precision)
+            setups[(version, v)] = (spec, nets, opts, data, precision)
     results = {key: [] for key in setups}
     for _ in range(rounds):
-        for key, (nets, opts, phases, data, precision) in setups.items():
-            results[key].append(step_time(nets, opts, phases, data, precision, repeats))
+        for key, (spec, nets, opts, data, precision) in setups.items():
+            results[key].append(step_time(spec, nets, opts, data, precision, repeats))
     print(label)
     base = {v: statistics.median(results[(next(iter(makers)), v)]) for v in variants}
     for (version, v), times in results.items():
@@ -141,9 +134,8 @@ def main(argv=None) -> int:
         cfg = sae_mod.scaled_config(res, fam_sae.width)
 
         def make():
-            nets = sae_mod.build(cfg)
-            d, _, g = sae_mod.losses(cfg)
-            return nets, sae_mod.optimizers(nets, cfg), [(d, "d"), (g, "g")]
+            spec = sae_mod.training_spec(cfg, None, steps=1, batch_size=fam_sae.batch_size, seed=0)
+            return (spec, *build_networks(spec, torch.device("cpu")))
         return make
 
     if "sae" not in skip:
@@ -156,18 +148,18 @@ def main(argv=None) -> int:
     lres, lb = fam_l2s.resolution, fam_l2s.batch_size
 
     def l2s_maker(sae_mod, l2s_mod):
-        lcfg = l2s_mod.scaled_config(lres, fam_l2s.width)
+        lcfg = dataclasses.replace(l2s_mod.scaled_config(lres, fam_l2s.width), **fam_l2s.model)
 
         def make():
-            nets = sae_mod.build(lcfg.sae)
-            d, _, g = l2s_mod.losses(lcfg)
-            return nets, sae_mod.optimizers(nets, lcfg.sae), [(d, "d"), (g, "g")]
+            spec = l2s_mod.training_spec(lcfg, None, None, steps=1, batch_size=lb, seed=0)
+            return (spec, *build_networks(spec, torch.device("cpu")))
         return make
 
     lcfg = l2s.scaled_config(lres, fam_l2s.width)
     k = len(lcfg.slices)
     if "l2s" not in skip:
-        batch = {"image": torch.rand(lb, 3, lres, lres), "roi_images": torch.rand(lb, k, 3, lres, lres)}
+        batch = {"image": torch.rand(lb, 3, lres, lres), "roi_images": torch.rand(lb, k, 3, lres, lres),
+                 "roi_labels": torch.randint(0, k + 1, (lb, lres, lres))}
         bench_training(f"L2S step (D + G over {k} ROIs), width {fam_l2s.width}, batch {lb}, {lres} px",
                        {name: l2s_maker(s, m) for name, (s, m) in versions.items()}, batch, variants,
                        args.rounds, args.repeats)

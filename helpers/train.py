@@ -4,6 +4,8 @@ A model is described by a `TrainSpec`: how to build its networks and optimisers,
 discriminator step, lazy R1 every 16 steps, generator step), its data and its full configuration. `train(spec, ...)`
 then either loads the finished checkpoint of that configuration from the cache or trains, with
 
+- an optional shared forward pass per step (`SharedForward`): a GAN's fakes computed once, with the generator's
+  gradients, seen detached by the discriminator phase and differentiated by the generator phase;
 - seeding that makes a step's randomness a function of (seed, step, rank): a resumed run is identical to an
   uninterrupted one, whatever the step it stopped at;
 - batches drawn by a DistributedSampler per epoch (one process or many under torchrun);
@@ -53,6 +55,23 @@ class Phase:
     loss: LossFn
     optimizer: str
     every: int = 1
+
+
+@dataclass(frozen=True)
+class SharedForward:
+    """A forward pass run once per step before the phases, with only optimiser `optimizer`'s parameters requiring grad:
+    `forward(nets, batch, step)` returns a dict that joins the batch every phase of that step sees.
+
+    For a GAN: the fakes, which the D phase detaches and the G phase differentiates through the D it has just updated
+    (pix2pix's order). The G phase then sees the same fakes as when it decodes them itself (the generator has not
+    changed between the two phases; only its noise draws differ), and the step makes one generator forward instead of
+    two. Phases keep their graphs apart: a phase's backward may not run through the shared graph unless it is the
+    only one that does.
+    """
+
+    name: str
+    forward: Callable[[Nets, Batch, int], Mapping[str, Any]]
+    optimizer: str
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,7 @@ class TrainSpec:
     data_id: Mapping[str, Any] | None = None  # what names the training data in the cache key (dataset, split, ...)
     evaluate: Evaluate | None = None  # held-out quality of the networks a run returns (not part of the cache key)
     evaluate_at: Sequence[int] = ()  # steps (1-based: after that many steps) at which `evaluate` runs
+    shared: SharedForward | None = None  # computed once per step before the phases (see SharedForward)
 
     def describe(self) -> str:
         """Steps, batch, optimisers' lr and the recipe, in one line (what a chapter shows of a model it trains)."""
@@ -269,6 +289,8 @@ def cache_key(spec: TrainSpec, precision: str) -> dict[str, Any]:
         "seed": spec.seed, "precision": precision, "channels_last": spec.channels_last,
         "phases": [[p.name, p.optimizer, p.every] for p in spec.phases],
     }
+    if spec.shared is not None:
+        key["shared"] = [spec.shared.name, spec.shared.optimizer]
     if spec.data_id is not None:
         key["data"] = dict(spec.data_id)
     if spec.schedule != Schedule():
@@ -451,16 +473,24 @@ class Iteration:
 
     def __call__(self, batch: Batch, step: int) -> dict[str, float]:
         logs: dict[str, float] = {}
+        shared = self.spec.shared
+        if shared is not None:
+            self._differentiate_only(shared.optimizer)
+            with autocast(self.precision, self.device):
+                batch = {**batch, **shared.forward(self.nets, batch, step)}
         for phase in self.spec.phases:
             if step % phase.every == 0:
                 logs.update(self._phase(phase, batch, step))
         return logs
 
-    def _phase(self, phase: Phase, batch: Batch, step: int) -> dict[str, float]:
-        mine = {id(p) for p in self.params[phase.optimizer]}
+    def _differentiate_only(self, optimizer: str) -> None:
+        mine = {id(p) for p in self.params[optimizer]}
         for params in self.params.values():
             for p in params:
                 p.requires_grad_(id(p) in mine and id(p) not in self.frozen)
+
+    def _phase(self, phase: Phase, batch: Batch, step: int) -> dict[str, float]:
+        self._differentiate_only(phase.optimizer)
         optimizer = self.optimizers[phase.optimizer]
         optimizer.zero_grad(set_to_none=True)
         with autocast(self.precision, self.device):
@@ -507,6 +537,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["Phase", "Schedule", "EMA", "update_ema", "TrainSpec", "Trained", "train", "build_networks", "Iteration",
+__all__ = ["Phase", "SharedForward", "Schedule", "EMA", "update_ema", "TrainSpec", "Trained", "train", "build_networks", "Iteration",
            "fetch", "to_device", "resolve_precision", "autocast", "batch_indices",
            "cpu_has_native_bf16", "count_parameters", "step_seed"]

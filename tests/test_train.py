@@ -234,6 +234,66 @@ def test_phase_differentiates_only_its_own_parameters(tmp_path):
                      ("D", 3, True, False), ("G", 3, False, True)]
 
 
+def deterministic_gan_spec(shared: bool, steps: int = 6) -> TrainSpec:
+    """A toy GAN whose generator is a function of the batch alone (no noise draws, no dropout): D step, then G step,
+    with the fakes decoded in each phase, or once per step by a SharedForward."""
+    def build():
+        torch.manual_seed(3)
+        return {"G": nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)),
+                "D": nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))}
+
+    def fake_of(nets, batch):
+        return nets["G"](batch["x"].flatten(1)[:, 2:5])
+
+    def d_value(nets, batch, fake):
+        real = batch["x"].flatten(1)[:, :2]
+        return nn.functional.softplus(nets["D"](fake)).mean() + nn.functional.softplus(-nets["D"](real)).mean()
+
+    def d_loss(nets, batch, step):
+        fake = batch["fake"].detach() if shared else fake_of(nets, batch).detach()
+        value = d_value(nets, batch, fake)
+        return value, {"d": value.detach()}
+
+    def g_loss(nets, batch, step):
+        value = nn.functional.softplus(-nets["D"](batch["fake"] if shared else fake_of(nets, batch))).mean()
+        return value, {"g": value.detach()}
+
+    return TrainSpec(
+        name="gan", config={"kind": "deterministic gan"}, build=build,
+        optimizers=lambda nets: {"g": torch.optim.Adam(nets["G"].parameters(), lr=0.01, betas=(0.0, 0.99)),
+                                 "d": torch.optim.Adam(nets["D"].parameters(), lr=0.01, betas=(0.0, 0.99))},
+        phases=[Phase("D", d_loss, "d"), Phase("G", g_loss, "g")], steps=steps, batch_size=8, seed=5, data=Images(),
+        precision="fp32", shared=tr.SharedForward("fakes", lambda nets, batch, step: {"fake": fake_of(nets, batch)},
+                                                  "g") if shared else None)
+
+
+def test_shared_forward_trains_the_same_networks_as_decoding_in_each_phase(tmp_path):
+    # the generator does not change between the D and the G phase of a step, so one forward serves both
+    separate = train(deterministic_gan_spec(shared=False), cache_dir=tmp_path, progress=False)
+    once = train(deterministic_gan_spec(shared=True), cache_dir=tmp_path, progress=False)
+    assert once.path != separate.path  # the shared forward is part of the cache key
+    for name in ("G", "D"):
+        for a, b in zip(separate.nets[name].parameters(), once.nets[name].parameters()):
+            assert torch.allclose(a, b, atol=1e-6), name
+    assert not torch.equal(next(iter(separate.nets["G"].parameters())),
+                           next(iter(deterministic_gan_spec(False).build()["G"].parameters())))  # G did train
+
+
+def test_shared_forward_differentiates_only_its_optimizers_parameters(tmp_path):
+    seen: list = []
+
+    def forward(nets, batch, step):
+        seen.append((any(p.requires_grad for p in nets["D"].parameters()),
+                     all(p.requires_grad for p in nets["G"].parameters())))
+        return {"fake": nets["G"](batch["x"].flatten(1)[:, 2:5])}
+
+    spec = deterministic_gan_spec(shared=True, steps=2)
+    spec.shared = tr.SharedForward("fakes", forward, "g")
+    trained = train(spec, cache_dir=tmp_path, progress=False)
+    assert seen == [(False, True), (False, True)]
+    assert all(p.requires_grad for net in trained.nets.values() for p in net.parameters())  # flags restored
+
+
 def test_requires_grad_flags_are_restored_and_frozen_parameters_stay_frozen(tmp_path):
     from helpers.train import count_parameters
 

@@ -70,7 +70,7 @@ from ..data.labels import ROI_NAMES
 from ..data.memory import InMemory
 from ..data.transforms import ToROI
 from ..metrics import f1_per_class
-from ..train import Phase, TrainSpec, Trained
+from ..train import Phase, SharedForward, TrainSpec, Trained
 from . import sae as sae_lib
 
 PAPER_SLICES: tuple[tuple[int, int], ...] = ((0, 2), (2, 4), (4, 6), (6, 7), (7, 8))
@@ -317,7 +317,8 @@ def l1_pixel_weights(roi_labels: Tensor, cfg: L2SConfig) -> Tensor | None:
 
 
 def losses(cfg: L2SConfig):
-    """The phase losses (d, r1, g) of Eq. 1-2 as functions (nets, batch, step) -> (loss, logs).
+    """The step of Eq. 1-2 as functions (nets, batch, step): the shared forward (the K ROI decodes of each image, made
+    once per step with the generator's gradients) and the phase losses (d, r1, g) -> (loss, logs).
 
     Batches hold "image" [B, 3, H, W] and "roi_images" [B, K, 3, H, W] (the targets Y_i, in the order of the slices).
     The K ROIs of a batch are stacked ROI-major into one batch of K * B items; the swap partner of item (i, b) is
@@ -325,41 +326,37 @@ def losses(cfg: L2SConfig):
     """
     scfg = cfg.sae
 
-    def targets_and_codes(nets, batch):
+    def decodes(nets, batch, step):
         image, rois = batch["image"], batch["roi_images"]
         k = len(cfg.slices)
         if rois.shape[1] != k:
             raise ValueError(f"roi_images has {rois.shape[1]} ROIs, the config has {k} slices")
         structure, texture = nets["sae"].encode(image)
         codes = masked_structures(structure, slice_masks(cfg))
-        targets = roi_major(rois, image)  # ROI-major [K * B, 3, H, W], as the codes
-        return targets, codes, texture.repeat(k, 1)
+        rec, swap = sae_lib.decode_pair(nets["sae"], codes, texture.repeat(k, 1))  # one generator call
+        return {"targets": roi_major(rois, image), "rec": rec, "swap": swap}  # ROI-major [K * B, 3, H, W]
 
     def d_loss(nets, batch, step):
-        with torch.no_grad():
-            targets, codes, textures = targets_and_codes(nets, batch)
-            rec, swap = sae_lib.decode_pair(nets["sae"], codes, textures)  # one generator call
-        image_loss, patch_loss = sae_lib.discriminator_terms(scfg, nets, targets, rec, swap)
+        image_loss, patch_loss = sae_lib.discriminator_terms(scfg, nets, batch["targets"], batch["rec"].detach(),
+                                                             batch["swap"].detach())
         return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
 
     def r1_loss(nets, batch, step):
-        targets = roi_major(batch["roi_images"], batch["image"])
-        r1, r1_patch = sae_lib.r1_terms(scfg, nets, targets)
+        r1, r1_patch = sae_lib.r1_terms(scfg, nets, batch["targets"])
         loss = (scfg.r1_gamma / 2 * r1 + scfg.r1_gamma_patch / 2 * r1_patch) * scfg.r1_every
         return loss, {"r1": r1.detach(), "r1_patch": r1_patch.detach()}
 
     def g_loss(nets, batch, step):
-        targets, codes, textures = targets_and_codes(nets, batch)
         weights = l1_pixel_weights(batch["roi_labels"], cfg)
         # every term is a mean over the K * B items: the mean over ROIs of l_i, i.e. Eq. 2 with weights 1/K
-        _, l1, gan_rec, gan_swap, cooccur = sae_lib.generator_terms(scfg, nets, targets, targets, codes, textures,
-                                                                    pixel_weights=weights)
+        l1, gan_rec, gan_swap, cooccur = sae_lib.decoded_generator_terms(scfg, nets, batch["targets"], batch["rec"],
+                                                                         batch["swap"], pixel_weights=weights)
         loss = (cfg.lambda_l1 * l1 + cfg.lambda_gan_rec * gan_rec + cfg.lambda_gan_swap * gan_swap
                 + cfg.lambda_cooccur * cooccur)
         return loss, {"l1": l1.detach(), "g_rec": gan_rec.detach(), "g_swap": gan_swap.detach(),
                       "g_cooccur": cooccur.detach()}
 
-    return d_loss, r1_loss, g_loss
+    return decodes, d_loss, r1_loss, g_loss
 
 
 def build(cfg: L2SConfig, init: Mapping[str, Mapping[str, Tensor]] | None) -> dict[str, nn.Module]:
@@ -372,7 +369,7 @@ def build(cfg: L2SConfig, init: Mapping[str, Mapping[str, Tensor]] | None) -> di
 
 def training_spec(cfg: L2SConfig, data, init: Mapping[str, Mapping[str, Tensor]] | None, steps: int,
                   batch_size: int, seed: int, init_id: Mapping[str, Any] | None = None, **loop: Any) -> TrainSpec:
-    """The TrainSpec "l2s": D phase, lazy R1 and G phase of Eq. 1-2, starting from the trained SAE's state dicts.
+    """The TrainSpec "l2s": the shared decodes, D phase, lazy R1 and G phase of Eq. 1-2, from the trained SAE's weights.
 
     `init` maps 'sae', 'disc', 'patch_disc' to state dicts (e.g. {k: v.state_dict() for k, v in trained.nets.items()}
     of the SAE's `Trained`); None starts from scratch. `init_id` names that SAE in the cache key (e.g. its checkpoint);
@@ -384,13 +381,14 @@ def training_spec(cfg: L2SConfig, data, init: Mapping[str, Mapping[str, Tensor]]
         missing = [k for k in ("sae", "disc", "patch_disc") if k not in init]
         if missing:
             raise ValueError(f"init lacks the state dicts {missing} (need 'sae', 'disc', 'patch_disc')")
-    d_loss, r1_loss, g_loss = losses(cfg)
+    decodes, d_loss, r1_loss, g_loss = losses(cfg)
     scfg = cfg.sae
     phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=scfg.r1_every), Phase("g", g_loss, "g")]
     config = {"model": dataclasses.asdict(cfg), "init": None if init is None else dict(init_id or {})}
     return TrainSpec(name="l2s", config=config, build=lambda: build(cfg, init),
                      optimizers=lambda n: sae_lib.optimizers(n, scfg), phases=phases, steps=steps,
-                     batch_size=batch_size, seed=seed, data=data, **loop)
+                     batch_size=batch_size, seed=seed, data=data, shared=SharedForward("decodes", decodes, "g"),
+                     **loop)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,9 @@ Choices made here, on purpose:
 - Noise injection is applied only in training mode: a model in eval mode decodes deterministically (activeness maps
   and segmentation by masked decoding need a deterministic decoder).
 - Downsampling is 2x2 average pooling and upsampling bilinear (StyleGAN2 uses FIR blur filters); no minibatch-stddev
-  layer in D. Both are small simplifications that keep the model cheap on a CPU.
+  layer in D. Both are small simplifications that keep the model cheap on a CPU. A downsampling residual block pools
+  before its second conv, StyleGAN2's order (`pool_first`; the book's first form convolved at the higher resolution
+  and pooled after the activation, 1.25x the step).
 - Losses: L1 (1.0), GAN on reconstructions (1.0), GAN on swaps (1.0), co-occurrence (1.0); the discriminator sees
   reals against reconstructions and swaps weighted 0.5 each. R1 gamma 10 (image D) and 1 (patch D, on the real
   target crops), lazily every 16 steps with the penalty multiplied by 16; Adam lr 2e-3, betas (0, 0.99), with the
@@ -52,7 +54,8 @@ test_layers.py and test_sae.py check every one against the plain version):
 - A training step is FLOP-bound in the 3x3 convs, spread evenly over the resolutions (every x2 step halves the width
   and quadruples the area), with the discriminators about half of all FLOPs; at 64 px, w = 4 the SAE step is about
   36 GFLOP (D phase 20, G phase 16). So the sizes are kept as above, and the work is cut where it is not needed:
-- The reconstruction and the swap are ONE generator call on 2B items (`decode_pair`); the image discriminator sees
+- The reconstruction and the swap are ONE generator call on 2B items (`decode_pair`), made once per step and shared
+  by the D phase (detached) and the G phase (the loop's `SharedForward`); the image discriminator sees
   reals, reconstructions and swaps as ONE batch, the patch discriminator encodes reference, real and swapped crops
   as ONE batch, and the crops are batched `grid_sample` calls that never copy the image once per crop.
   In the G phase the reference crops' features are computed without autograd (they are data; the G phase trains only
@@ -79,7 +82,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.memory import InMemory
-from ..train import Phase, TrainSpec
+from ..train import Phase, SharedForward, TrainSpec
 from .gan import lazy_adam, non_saturating, r1_penalty
 from .layers import EqualConv2d, EqualLinear, ModulatedConv2d, ResDownBlock, StyledResBlock, from_rgb_lrelu, lrelu
 
@@ -379,8 +382,14 @@ def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor
     itself for the SAE, an ROI image for L2S). The swap decodes structure i with the texture of its partner
     (2i <-> 2i+1); its co-occurrence reference crops come from the partner's target.
     """
-    partner = swap_index(image.shape[0], image.device)
     rec, swap = decode_pair(nets["sae"], structure, texture)  # one generator call
+    return (rec, *decoded_generator_terms(cfg, nets, target, rec, swap, pixel_weights))
+
+
+def decoded_generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor, rec: Tensor, swap: Tensor,
+                            pixel_weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`generator_terms` from decodes already made (`decode_pair`): (L1, GAN rec, GAN swap, co-occurrence)."""
+    partner = swap_index(target.shape[0], target.device)
     l1 = (rec - target.float()).abs()
     l1 = (l1 * pixel_weights).mean() if pixel_weights is not None else l1.mean()
     logits_rec, logits_swap = nets["disc"](torch.cat([rec, swap])).chunk(2)  # one image-D call
@@ -391,7 +400,7 @@ def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor
     with torch.no_grad():
         reference = p.features(crops_of(cfg, target[partner].detach())).mean(1, keepdim=True)
     cooccur = non_saturating(p.classify(p.features(crops_of(cfg, swap)), reference), real=True)
-    return rec, l1, gan_rec, gan_swap, cooccur
+    return l1, gan_rec, gan_swap, cooccur
 
 
 def discriminator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor, rec: Tensor,
@@ -435,13 +444,16 @@ def optimizers(nets: Mapping[str, nn.Module], cfg: SAEConfig) -> dict[str, torch
 
 
 def losses(cfg: SAEConfig):
-    """The SAE's phase losses (d, r1, g) as functions (nets, batch, step) -> (loss, logs)."""
+    """The SAE's step as functions (nets, batch, step): the shared forward (the decodes of Eq. 1's two GAN terms, made
+    once per step with the generator's gradients) and the phase losses (d, r1, g) -> (loss, logs)."""
+
+    def decodes(nets, batch, step):
+        rec, swap = decode_pair(nets["sae"], *nets["sae"].encode(batch["image"]))
+        return {"rec": rec, "swap": swap}
 
     def d_loss(nets, batch, step):
-        image = batch["image"]
-        with torch.no_grad():
-            rec, swap = decode_pair(nets["sae"], *nets["sae"].encode(image))
-        image_loss, patch_loss = discriminator_terms(cfg, nets, image, rec, swap)
+        image_loss, patch_loss = discriminator_terms(cfg, nets, batch["image"], batch["rec"].detach(),
+                                                     batch["swap"].detach())
         return image_loss + patch_loss, {"d": image_loss.detach(), "d_patch": patch_loss.detach()}
 
     def r1_loss(nets, batch, step):
@@ -451,29 +463,29 @@ def losses(cfg: SAEConfig):
 
     def g_loss(nets, batch, step):
         image = batch["image"]
-        structure, texture = nets["sae"].encode(image)
-        _, l1, gan_rec, gan_swap, cooccur = generator_terms(cfg, nets, image, image, structure, texture)
+        l1, gan_rec, gan_swap, cooccur = decoded_generator_terms(cfg, nets, image, batch["rec"], batch["swap"])
         loss = (cfg.lambda_l1 * l1 + cfg.lambda_gan_rec * gan_rec + cfg.lambda_gan_swap * gan_swap
                 + cfg.lambda_cooccur * cooccur)
         return loss, {"l1": l1.detach(), "g_rec": gan_rec.detach(), "g_swap": gan_swap.detach(),
                       "g_cooccur": cooccur.detach()}
 
-    return d_loss, r1_loss, g_loss
+    return decodes, d_loss, r1_loss, g_loss
 
 
 def training_spec(cfg: SAEConfig, data, steps: int, batch_size: int, seed: int, **loop: Any) -> TrainSpec:
-    """The TrainSpec "sae": per step a D phase, lazy R1 (every r1_every steps) and a G phase, 1:1.
+    """The TrainSpec "sae": per step the decodes (one generator forward, shared), a D phase, lazy R1 (every r1_every
+    steps) and a G phase, 1:1.
 
     `data` yields dicts with "image" [3, H, W] in [0, 1]. Extra keyword arguments go to TrainSpec (data_id,
     precision, schedule, ema, evaluate...).
     """
     if batch_size % 2:
         raise ValueError(f"batch_size={batch_size}: must be even (swap pairs 2i <-> 2i+1)")
-    d_loss, r1_loss, g_loss = losses(cfg)
+    decodes, d_loss, r1_loss, g_loss = losses(cfg)
     phases = [Phase("d", d_loss, "d"), Phase("r1", r1_loss, "d", every=cfg.r1_every), Phase("g", g_loss, "g")]
     return TrainSpec(name="sae", config={"model": dataclasses.asdict(cfg)}, build=lambda: build(cfg),
                      optimizers=lambda n: optimizers(n, cfg), phases=phases, steps=steps, batch_size=batch_size,
-                     seed=seed, data=data, **loop)
+                     seed=seed, data=data, shared=SharedForward("decodes", decodes, "g"), **loop)
 
 
 EVALUATED_NETS = ("sae",)  # encoder + generator; the discriminators only train it
@@ -497,6 +509,6 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, config: SAEConfi
 __all__ = [
     "SAEConfig", "paper_config", "scaled_config", "Encoder", "Generator", "SwappingAutoencoder", "Discriminator",
     "PatchDiscriminator", "swap_index", "random_crops", "decode_pair", "build", "l2_normalize", "crops_of",
-    "generator_terms", "discriminator_terms", "r1_terms", "optimizers", "losses", "training_spec", "EVALUATED_NETS",
+    "generator_terms", "decoded_generator_terms", "discriminator_terms", "r1_terms", "optimizers", "losses", "training_spec", "EVALUATED_NETS",
     "book_config", "book_spec",
 ]
