@@ -58,6 +58,7 @@ from helpers.train import train
 FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "stylegan", "w_encoder", "semantics", "unsup3d",
             "flow")
 ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
+VARIANT_OPTIONS = {"grid", "weights"}  # mask_vae: the part codes' grid and the class weights of Eq. 1
 # the other held-out measures, in the order of the tables' columns; the figures draw a panel for each but TABLE_ONLY
 SECONDARY = ("min_iou", "rho_mean", "min_f1", "acs", "black_roi_share", "edit_share", "mask_iou", "pixel_mse",
              "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr", "min_accuracy", "frozen_accuracy")
@@ -74,7 +75,10 @@ def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
     name, _, body = text.partition(":")
     row, model, options = {}, {}, {}
     for item in filter(None, body.split(",")):
-        key, _, raw = item.partition("=")
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip() or key != key.strip():
+            raise ValueError(f"--variant {text!r}: {item!r} is not key=value (the name ends at the first ':', "
+                             "so a name may not contain ':')")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -85,8 +89,11 @@ def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
             row[key] = value
         elif key == "batch":
             row["batch_size"] = value
-        else:
+        elif key in VARIANT_OPTIONS:
             options[key] = value
+        else:
+            raise ValueError(f"--variant {text!r}: unknown key {key!r}; allowed: the row's fields {sorted(ROW_FIELDS)}, "
+                             f"batch, model.<field> and {sorted(VARIANT_OPTIONS)}")
     return name, row, model, options
 
 

@@ -15,6 +15,14 @@ def test_parse_variant_splits_row_model_and_options():
     assert model == {"l1_weights": "roi_balanced"} and options == {"weights": "inverse_sqrt"}
 
 
+@pytest.mark.parametrize("text, named", [("a: the row:steps=900", "' the row:steps=900'"), ("a:stpes=900", "'stpes'"),
+                                         ("a:steps", "'steps'")])
+def test_parse_variant_rejects_what_is_not_a_known_key_value(text, named):
+    curves = load_script("learning_curves")
+    with pytest.raises(ValueError, match=named):
+        curves.parse_variant(text)
+
+
 @pytest.mark.parametrize("family", ["mask_vae", "sae", "l2s", "stylegan", "w_encoder"])
 def test_learning_curves_record_quality_against_seconds(family, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
