@@ -9,9 +9,10 @@ book/training.md.
 
 Held-out quality per family: mask_vae test mIoU, the smallest class IoU and chapter 1's interpolation measure (mean
 Spearman rho of a part's area and centroid along Eq. 4, 32 pairs of test masks: `mask_vae.interpolation_monotonicity`);
-sis and sae test L1; l2s mean F1 over the ROIs (consistency rule), the smallest ROI F1, the ACS (32 faces x 4 noise
-draws, a quicker estimate than the chapter's) and chapter 3's edit_localised measure with the model as its SMPN
-(`edit_share`, with the masks' IoU); segmenter mean
+sis test L1; sae test L1, with the L1 and the sharpness (gradient energy against the original's:
+`metrics.sharpness_ratio`) over the eyes, brows, lips and mouth; l2s mean F1 over the ROIs (consistency rule), the
+smallest ROI F1, the ACS (32 faces x 4 noise draws, a quicker estimate than the chapter's) and chapter 3's
+edit_localised measure with the model as its SMPN (`edit_share`, with the masks' IoU); segmenter mean
 and smallest ROI F1; features attribute accuracy; stylegan the Fréchet distance between held-out real faces and samples
 of the averaged generator in the book's attribute-feature space (`helpers.models.features`, trained at the GAN's
 resolution and cached; NOT the FID), with the real-vs-real floor of that distance; w_encoder (the W+ encoder of the
@@ -47,6 +48,7 @@ import torch
 
 from helpers import book_models, config, metrics
 from helpers import style_edit as se
+from helpers.data.labels import HELEN_ID, ROI_HELEN_CLASSES
 from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
@@ -61,13 +63,20 @@ ROW_FIELDS = {f.name for f in dataclasses.fields(config.Family)}
 VARIANT_OPTIONS = {"grid", "weights"}  # mask_vae: the part codes' grid and the class weights of Eq. 1
 # the other held-out measures, in the order of the tables' columns; the figures draw a panel for each but TABLE_ONLY
 SECONDARY = ("min_iou", "rho_mean", "min_f1", "acs", "black_roi_share", "edit_share", "mask_iou", "pixel_mse",
-             "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr", "min_accuracy", "frozen_accuracy")
+             "w_recovery", "pitch_mae", "mad", "yaw_corr", "pitch_corr", "min_accuracy", "frozen_accuracy",
+             "eyes_mouth_l1", "eyes_mouth_sharpness")
 TABLE_ONLY = ("black_roi_share", "mask_iou", "pixel_mse", "pitch_corr")
 METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segmenter": "mean_f1",
           "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
           "unsup3d": "side", "flow": "mean_accuracy"}
 BASE_ALSO = {"l2s": ("sae",)}  # families whose --base changes also apply to the rows they start from
 KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
+
+
+def eyes_and_mouth(labels: torch.Tensor) -> torch.Tensor:
+    """bool [B,H,W]: the pixels of the eyes, brows, lips and inner mouth of HELEN label maps."""
+    ids = [HELEN_ID[c] for roi in ("eyes", "lips_mouth") for c in ROI_HELEN_CLASSES[roi]]
+    return torch.isin(labels, torch.tensor(ids))
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -180,7 +189,10 @@ class Family:
             out = in_chunks(lambda x, y: nets["sis"](x, y), image, self.test["labels"], device=device)
             return {"l1": (out - image).abs().mean().item()}
         if self.family == "sae":
-            return {"l1": (in_chunks(nets["sae"], image, device=device) - image).abs().mean().item()}
+            rec = in_chunks(nets["sae"], image, device=device)
+            parts = eyes_and_mouth(self.test["labels"])
+            return {"l1": (rec - image).abs().mean().item(), "eyes_mouth_l1": metrics.region_l1(rec, image, parts),
+                    "eyes_mouth_sharpness": metrics.sharpness_ratio(rec, image, parts)}
         if self.family == "segmenter":
             truth = ToROI(images=False)(self.test)["roi_labels"]
             predicted = in_chunks(lambda x: nets["segmenter"](x).argmax(1), image, device=device)

@@ -371,14 +371,13 @@ def crops_of(cfg: SAEConfig, image: Tensor) -> Tensor:
     return random_crops(image, cfg.patch_crops, cfg.patch_size, cfg.patch_min, cfg.patch_max)
 
 
-def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], image: Tensor, target: Tensor,
-                    structure: Tensor, texture: Tensor,
+def generator_terms(cfg: SAEConfig, nets: Mapping[str, nn.Module], target: Tensor, structure: Tensor, texture: Tensor,
                     pixel_weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The G-side terms, unweighted: (reconstruction, L1, GAN rec, GAN swap, co-occurrence).
 
     `pixel_weights` [B, 1, H, W] (mean 1 per item) weigh the L1 per pixel; None is the plain mean.
 
-    `structure` and `texture` are codes of `image`; `target` is what the reconstruction should equal (the image
+    `structure` and `texture` are codes of an image; `target` is what their reconstruction should equal (the image
     itself for the SAE, an ROI image for L2S). The swap decodes structure i with the texture of its partner
     (2i <-> 2i+1); its co-occurrence reference crops come from the partner's target.
     """
