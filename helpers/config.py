@@ -110,7 +110,7 @@ PROFILES: dict[str, Profile] = {
         families=_families(
             mask_vae=Family(64, 32, 500, 32, lr=3e-3, warmup=50, decay="cosine", precision="fp32"),
             sis=(64, 16, 800, 16),
-            sae=Family(64, 8, 900, 16, ema=2000.0, model={"lambda_l1": 3.0}),
+            sae=Family(64, 8, 450, 16, ema=2000.0, model={"lambda_l1": 3.0}),
             l2s=Family(64, 8, 900, 4, ema=2000.0, model={"l1_weights": "region_equal", "lambda_l1": 3.0}),
             segmenter=Family(64, 8, 900, 4, precision="fp32", channels_last=False),
             features=Family(64, 16, 400, 64, precision="fp32", channels_last=False),
