@@ -158,12 +158,14 @@ def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int
         return "| " + " | ".join(f"**{c}**" if bold else str(c) for c in cells) + " |"
 
     rows = [r for r in records if is_row(r)]
+    how = "eager and compiled" if any(r["compiled"] for r in records) else "eager"
     lines = [f"GEMM peak of this machine ({threads} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-             f"bf16 {peaks['bf16']:.0f} GFLOP/s. Each family at its profile row, eager and compiled:", "", *header,
+             f"bf16 {peaks['bf16']:.0f} GFLOP/s. Each family at its profile row, {how}:", "", *header,
              *(line(r, False) for r in rows), ""]
     lines += [f"torch.compile failed for {f['family']} at its row: `{f['error']}`" for f in failures]
-    lines += ["", f"````{{dropdown}} The whole grid: {len(records)} settings (the rows in bold)", *header,
-              *(line(r, is_row(r) and not r["compiled"]) for r in records), "````"]
+    if len(records) > len(rows):  # a grid beyond the rows goes into a dropdown
+        lines += ["", f"````{{dropdown}} The whole grid: {len(records)} settings (the rows in bold)", *header,
+                  *(line(r, is_row(r) and not r["compiled"]) for r in records), "````"]
     return "\n".join(lines) + "\n"
 
 
