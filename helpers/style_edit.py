@@ -310,28 +310,49 @@ def style_swap(smn: SwappingAutoencoder, smpn: SwappingAutoencoder | None, l2s_c
     return out[:, 0] if single else out
 
 
+STRUCTURE_DECODES = ("full", "rois")
+
+
 @torch.no_grad()
 def structure_edit(model: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Tensor, roi: Roi, strength: float,
                    generator: torch.Generator | None = None, n_draws: int = 1,
-                   noise: Tensor | None = None) -> Tensor:
+                   noise: Tensor | None = None, decode: str = "full") -> Tensor:
     """Fig. 5's ROI-wise structure editing: S_s + strength N(0, I) on the ROI's slice only, decoded with the unchanged
     S_t (no renormalisation, as l2s's masked codes) -> [B, n_draws, 3, H, W] ([B, R, n, 3, H, W] for several ROIs).
 
+    `decode`: "full" decodes the whole edited code (the paper's Fig. 5); "rois" decodes every slice alone and sums the
+    K ROI decodes (`roi_composite`), so only the edited slice's decode changes: the reconstruction of an SMPN that
+    was trained on ROI images only, with no loss on the whole image (chapter 2).
     `noise`: N(0, I) draws [n, C, h, w] shared by the batch or [B, n, C, h, w] (default: n_draws from `generator`).
     """
+    if decode not in STRUCTURE_DECODES:
+        raise ValueError(f"decode={decode!r}: allowed {STRUCTURE_DECODES}")
     indices, single = _roi_indices(l2s_cfg, roi)
     _check_number("strength", strength)
     _check_eval(model, "model")
     structure, texture = model.encode(image)
     b = structure.shape[0]
     draws = _draws(noise, n_draws, structure.shape[1:], b, generator, structure.device)  # [B, n, C, h, w]
-    n = draws.shape[1]
-    channels = l2s.slice_masks(l2s_cfg)[indices].to(structure)  # [R, C]
+    n, r = draws.shape[1], len(indices)
+    masks = l2s.slice_masks(l2s_cfg).to(structure)
+    channels = masks[indices]  # [R, C]
     edited = structure[:, None, None] + strength * channels[None, :, None, :, None, None] * draws[:, None]
-    r = len(indices)
+    if decode == "rois":  # only the edited slice is decoded again; the other K - 1 decodes stay as they were
+        edited = edited * channels[None, :, None, :, None, None]
     out = model.decode(edited.flatten(0, 2), texture.repeat_interleave(r * n, 0))
     out = out.view(b, r, n, *out.shape[1:])
+    if decode == "rois":
+        rois = l2s.decode_rois(model, structure, texture, masks)  # [B, K, 3, H, W]
+        out = out + (rois.sum(1)[:, None] - rois[:, indices])[:, :, None]
     return out[:, 0] if single else out
+
+
+@torch.no_grad()
+def roi_composite(model: SwappingAutoencoder, l2s_cfg: l2s.L2SConfig, image: Tensor) -> Tensor:
+    """The sum of an image's K ROI decodes [B, 3, H, W]: an SMPN's reconstruction by its slices (Eq. 2's targets
+    partition the face, so their sum is the face on a black background)."""
+    _check_eval(model, "model")
+    return l2s.roi_images(model, image, l2s_cfg).sum(1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -398,5 +419,5 @@ __all__ = [
     "MASK_RULES", "PAPER_RESOLUTION", "matte_scale", "gaussian_kernel3", "blur3", "alpha_matte", "blend",
     "alpha_matting", "roi_index",
     "texture_noise_basis", "global_style_edit", "roi_masks", "masks_from_decodes", "localized_style_edit",
-    "style_swap", "structure_edit", "Inversion", "mean_codes", "invert_latent",
+    "style_swap", "structure_edit", "roi_composite", "STRUCTURE_DECODES", "Inversion", "mean_codes", "invert_latent",
 ]

@@ -307,6 +307,28 @@ def test_structure_edit_perturbs_only_the_roi_slice_with_the_texture_unchanged(s
     assert torch.allclose(unchanged, reconstruction[:, None, None].expand_as(unchanged), atol=1e-5)
 
 
+def test_structure_edit_by_roi_decodes_changes_only_the_edited_slices_decode(smn):
+    x = images(2)
+    noise = torch.randn(3, *smn.encode(x)[0].shape[1:], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        composite = se.roi_composite(smn, CFG, x)
+        rois = l2s.roi_images(smn, x, CFG)
+        out = se.structure_edit(smn, CFG, x, ["nose", "hair"], 0.4, noise=noise, decode="rois")  # [B, 2, 3, ...]
+        structure, texture = smn.encode(x)
+        masks = l2s.slice_masks(CFG)
+        for r, roi in enumerate(["nose", "hair"]):
+            i = CFG.roi_names.index(roi)
+            for d in range(3):
+                code = (structure + 0.4 * masks[i].view(1, -1, 1, 1) * noise[d]) * masks[i].view(1, -1, 1, 1)
+                expected = composite - rois[:, i] + smn.decode(code, texture)
+                assert torch.allclose(out[:, r, d], expected, atol=1e-5)
+        unchanged = se.structure_edit(smn, CFG, x, "eyes", 0.0, n_draws=2, decode="rois")
+    assert torch.allclose(composite, rois.sum(1)) and unchanged.shape == (2, 2, 3, 32, 32)
+    assert torch.allclose(unchanged, composite[:, None].expand_as(unchanged), atol=1e-5)
+    with pytest.raises(ValueError, match="decode"):
+        se.structure_edit(smn, CFG, x, "eyes", 0.1, decode="sum")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Optimisation-based inversion
 
