@@ -64,6 +64,7 @@ class StyleGANConfig:
     channel_base: int = 16384  # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512
     mbstd_group: int = 4
+    pool_first: bool = False  # D's down blocks convolve after pooling, StyleGAN2's order (False: the book's first form)
     style_mixing: float = 0.9
     r1_gamma: float = 1.0
     r1_every: int = 16
@@ -275,7 +276,8 @@ class Discriminator(nn.Module):
         self.cfg = cfg
         resolutions = [2 ** k for k in range(round(math.log2(cfg.resolution)), 2, -1)]  # R, R/2, ..., 8
         self.from_rgb = EqualConv2d(3, cfg.channels(cfg.resolution), 1)
-        self.blocks = nn.Sequential(*[ResDownBlock(cfg.channels(r), cfg.channels(r // 2)) for r in resolutions])
+        self.blocks = nn.Sequential(*[ResDownBlock(cfg.channels(r), cfg.channels(r // 2), pool_first=cfg.pool_first)
+                                      for r in resolutions])
         c4 = cfg.channels(4)
         self.conv = EqualConv2d(c4 + 1, c4, 3)
         self.fc = EqualLinear(c4 * 16, c4)

@@ -11,6 +11,7 @@ import torch
 
 from helpers.data.memory import InMemory
 from helpers.models import stylegan as sg
+from helpers.models.layers import res_down_block_reference
 from helpers.train import train
 
 
@@ -27,6 +28,15 @@ def test_num_ws_and_image_shape(resolution, num_ws):
         image = nets["G"](torch.randn(4, 8))
         assert image.shape == (4, 3, resolution, resolution)
         assert nets["D"](image).shape == (4,)
+
+
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_discriminator_down_blocks_follow_the_config(pool_first):
+    D = sg.build(tiny(pool_first=pool_first))["D"]
+    assert [b.pool_first for b in D.blocks] == [pool_first] * len(D.blocks)
+    x = torch.randn(2, D.blocks[0].conv1.weight.shape[1], 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(D.blocks[0](x), res_down_block_reference(D.blocks[0], x), atol=1e-5)
 
 
 def test_paper_config_is_stylegan2_at_256_px():
