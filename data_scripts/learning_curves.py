@@ -48,7 +48,7 @@ import torch
 
 from helpers import book_models, config, metrics
 from helpers import style_edit as se
-from helpers.data.labels import HELEN_ID, ROI_HELEN_CLASSES
+from helpers.data.labels import ROI_NAMES
 from helpers.data.splits import helen_label_splits
 from helpers.data.transforms import ToROI
 from helpers.inference import in_chunks
@@ -71,12 +71,6 @@ METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segme
           "unsup3d": "side", "flow": "mean_accuracy"}
 BASE_ALSO = {"l2s": ("sae",)}  # families whose --base changes also apply to the rows they start from
 KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
-
-
-def eyes_and_mouth(labels: torch.Tensor) -> torch.Tensor:
-    """bool [B,H,W]: the pixels of the eyes, brows, lips and inner mouth of HELEN label maps."""
-    ids = [HELEN_ID[c] for roi in ("eyes", "lips_mouth") for c in ROI_HELEN_CLASSES[roi]]
-    return torch.isin(labels, torch.tensor(ids))
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -190,7 +184,8 @@ class Family:
             return {"l1": (out - image).abs().mean().item()}
         if self.family == "sae":
             rec = in_chunks(nets["sae"], image, device=device)
-            parts = eyes_and_mouth(self.test["labels"])
+            roi = ToROI(images=False)(self.test)["roi_labels"]  # 0 background, i + 1 = ROI_NAMES[i]
+            parts = (roi == ROI_NAMES.index("eyes") + 1) | (roi == ROI_NAMES.index("lips_mouth") + 1)
             return {"l1": (rec - image).abs().mean().item(), "eyes_mouth_l1": metrics.region_l1(rec, image, parts),
                     "eyes_mouth_sharpness": metrics.sharpness_ratio(rec, image, parts)}
         if self.family == "segmenter":

@@ -8,11 +8,16 @@ from __future__ import annotations
 import torch
 
 
-def region_l1(reconstruction: torch.Tensor, image: torch.Tensor, region: torch.Tensor) -> float:
-    """Mean absolute difference over the pixels of `region` (bool [B,H,W]) of images [B,C,H,W]; NaN if it is empty."""
+def _check_pair(reconstruction: torch.Tensor, image: torch.Tensor) -> None:
+    """Both arguments must be image batches [B,C,H,W] of one shape."""
     if reconstruction.shape != image.shape or image.dim() != 4:
         raise ValueError(f"need two image batches [B,C,H,W] of one shape, got {tuple(reconstruction.shape)} and "
                          f"{tuple(image.shape)}")
+
+
+def region_l1(reconstruction: torch.Tensor, image: torch.Tensor, region: torch.Tensor) -> float:
+    """Mean absolute difference over the pixels of `region` (bool [B,H,W]) of images [B,C,H,W]; NaN if it is empty."""
+    _check_pair(reconstruction, image)
     if region.shape != (image.shape[0], *image.shape[2:]) or region.dtype != torch.bool:
         raise ValueError(f"region must be bool [B,H,W] = {(image.shape[0], *image.shape[2:])}, got "
                          f"{region.dtype} {tuple(region.shape)}")
@@ -36,9 +41,7 @@ def gradient_energy(image: torch.Tensor, region: torch.Tensor | None = None) -> 
 
 def sharpness_ratio(reconstruction: torch.Tensor, image: torch.Tensor, region: torch.Tensor | None = None) -> float:
     """Gradient energy of the reconstructions over that of the originals (1 = as much detail; blur < 1), pooled."""
-    if reconstruction.shape != image.shape or image.dim() != 4:
-        raise ValueError(f"need two image batches [B,C,H,W] of one shape, got {tuple(reconstruction.shape)} and "
-                         f"{tuple(image.shape)}")
+    _check_pair(reconstruction, image)
     ours, theirs = gradient_energy(reconstruction, region), gradient_energy(image, region)
     keep = theirs.isfinite() & ours.isfinite()
     return (ours[keep].sum() / theirs[keep].sum()).item()
