@@ -64,7 +64,7 @@ class StyleGANConfig:
     channel_base: int = 16384  # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512
     mbstd_group: int = 4
-    pool_first: bool = False  # D's down blocks convolve after pooling, StyleGAN2's order (False: the book's first form)
+    pool_first: bool = True  # D's down blocks convolve after pooling, StyleGAN2's order (False: the book's first form)
     style_mixing: float = 0.9
     r1_gamma: float = 1.0
     r1_every: int = 16
