@@ -11,7 +11,11 @@ Each variant trains `helpers.models.unsup3d.Unsup3d` (the cpu row's size: width 
 A last row fits the view alone per image (no network: six numbers per face, Adam, lr 0.01, 200 steps) with all three
 given: the best the photometric loss can say about the view at 32 px. `--neutral-light-steps` tests a curriculum
 instead of an oracle: the light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the
-first N steps, learned after that.
+first N steps, learned after that. `--lever` runs unsup3d (nothing given) with one change of its training each
+(`name:key=value,...`): per-network learning-rate multipliers (`lr_depth`, `lr_albedo`, `lr_light`, `lr_view`,
+`lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
+(`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`); with
+`--resolution` the renders and the model are at that size.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~12 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -19,6 +23,8 @@ first N steps, learned after that.
         --out book/figures/curves/unsup3d_view_only                 # how long the view network alone needs
     python data_scripts/unsup3d_oracles.py --given '' --neutral-light-steps 300,600 \
         --out book/figures/curves/unsup3d_neutral_light             # the light held frontal for 300 / 600 steps
+    python data_scripts/unsup3d_oracles.py --lever "view lr x10:lr_view=10" --lever "flip 2:lam_flip=2" \
+        --out book/figures/curves/unsup3d_levers                    # levers of the training itself
 
 Writes <out>/unsup3d_oracles.json and .md (default book/figures/curves/).
 """
@@ -36,6 +42,8 @@ from helpers.models import unsup3d
 from helpers.models.semantics import true_semantics
 
 PARTS = ("depth", "albedo", "light")
+NETWORKS = ("depth", "albedo", "light", "view", "confidence")
+LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float}
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
           ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
@@ -49,11 +57,42 @@ def true_parts(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             "light": true_semantics(batch["view"], batch["light"])[:, 6:14]}
 
 
+def parse_lever(text: str) -> tuple[str, dict]:
+    """"name:key=value,..." -> (name, {key: value}) with keys from LEVERS."""
+    name, _, settings = text.partition(":")
+    lever = {}
+    for item in filter(None, settings.split(",")):
+        key, eq, value = item.partition("=")
+        if key not in LEVERS or not eq:
+            raise SystemExit(f"--lever {text!r}: {item!r} is not key=value with a key in {sorted(LEVERS)}")
+        lever[key] = LEVERS[key](value)
+    if not name or not lever:
+        raise SystemExit(f"--lever {text!r}: expected 'name:key=value,...'")
+    return name, lever
+
+
+def face_bump(resolution: int) -> torch.Tensor:
+    """A fixed face-shaped bump [1, 1, R, R], 1 at the centre of an upright ellipse, ~0 at the border."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, resolution), torch.linspace(-1, 1, resolution), indexing="ij")
+    return torch.exp(-2 * (x ** 2 / 0.45 + (y + 0.05) ** 2 / 0.7))[None, None]
+
+
+def constrain(parts: dict[str, torch.Tensor], lever: dict) -> dict[str, torch.Tensor]:
+    """The lever's changes to the networks' depth and albedo: a bump towards the camera, exact symmetry."""
+    if lever.get("depth_bump"):
+        bump = face_bump(parts["depth"].shape[-1]).to(parts["depth"])
+        parts["depth"] = (parts["depth"] - lever["depth_bump"] * bump).clamp(0.9, 1.1)
+    if lever.get("symmetric"):
+        parts["depth"] = (parts["depth"] + parts["depth"].flip(3)) / 2
+        parts["albedo"] = (parts["albedo"] + parts["albedo"].flip(3)) / 2
+    return parts
+
+
 def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...],
-              neutral_light: bool = False):
-    """The model's decomposition with the `given` parts replaced by the truth (the light by NEUTRAL_LIGHT if
-    `neutral_light`)."""
-    parts = model.decompose(image)
+              neutral_light: bool = False, lever: dict | None = None):
+    """The model's decomposition (changed by `lever`) with the `given` parts replaced by the truth (the light by
+    NEUTRAL_LIGHT if `neutral_light`)."""
+    parts = constrain(model.decompose(image), lever or {})
     parts.update({k: truth[k] for k in given})
     if neutral_light:
         parts["light"] = NEUTRAL_LIGHT.to(image).expand(image.shape[0], -1)
@@ -76,27 +115,31 @@ def reconstruction_l1(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: 
 
 @torch.no_grad()
 def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
-             neutral_light: bool = False) -> dict[str, float]:
+             neutral_light: bool = False, lever: dict | None = None) -> dict[str, float]:
     model.eval()
-    parts = decompose(model, test["image"], true_parts(test), given, neutral_light)
+    parts = decompose(model, test["image"], true_parts(test), given, neutral_light, lever)
     model.train()
     return {"l1": reconstruction_l1(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
 
 
-def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0) -> list[dict]:
+def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0,
+                       lever: dict | None = None) -> list[dict]:
     """unsup3d's training loop (no mutual reconstruction) on real renders, the light held neutral for the first
-    `neutral_steps` steps; returns the curve."""
+    `neutral_steps` steps, changed by `lever` (see LEVERS); returns the curve."""
+    lever = lever or {}
     torch.manual_seed(args.seed)
-    cfg = unsup3d.Unsup3dConfig(resolution=32, width=args.width, zdim=min(256, 4 * args.width), lr=args.lr)
+    cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
+                                lr=args.lr, lam_flip=lever.get("lam_flip", 0.5))
     model = unsup3d.Unsup3d(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
+                                   "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
     truth, n = true_parts(train), train["image"].shape[0]
     order = torch.Generator().manual_seed(args.seed)
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
     for step in range(args.steps + 1):
         if step % every == 0 or step == args.steps:
             curve.append({"step": step, "seconds": round(seconds, 1),
-                          **evaluate(model, test, given, step < neutral_steps)})
+                          **evaluate(model, test, given, step < neutral_steps, lever)})
             print(f"  step {step:4d}  {seconds:5.0f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
                                                                      if k not in ("step", "seconds")), flush=True)
         if step == args.steps:
@@ -104,7 +147,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         start = time.perf_counter()
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
-        parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps)
+        parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], parts["view"], image,
                                             model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)
@@ -133,9 +176,9 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
                 **view_scores(view.detach(), test)}
 
 
-def markdown(results: dict, whole_curves: bool = False) -> str:
+def markdown(results: dict, whole_curves: bool = False, first_column: str = "given from the truth") -> str:
     """The table: each variant's last evaluation, or every evaluation with `whole_curves`."""
-    lines = ["| given from the truth | steps | seconds | test L1 | yaw corr | pitch corr | predicted yaw std (°) |",
+    lines = [f"| {first_column} | steps | seconds | test L1 | yaw corr | pitch corr | predicted yaw std (°) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, curve in results["variants"].items():
         for point in curve if whole_curves else curve[-1:]:
@@ -160,8 +203,17 @@ def main(argv: list[str] | None = None) -> int:
                    "(depth, albedo, light; '' for none), no per-image fit")
     p.add_argument("--neutral-light-steps", default="0", help="with --given: comma-separated step counts N, one run "
                    "each, the light held at NEUTRAL_LIGHT for the first N steps")
+    p.add_argument("--lever", action="append", default=[], help="'name:key=value,...' (keys: "
+                   f"{', '.join(LEVERS)}): one run of unsup3d, nothing given, with that change, beside an unchanged "
+                   "run; repeatable, not with --given")
+    p.add_argument("--resolution", type=int, default=32, help="renders and model, a power of two >= 16")
     p.add_argument("--out", type=Path, default=Path("book/figures/curves"))
     args = p.parse_args(argv)
+    levers = [parse_lever(text) for text in args.lever]
+    if args.resolution < 16 or args.resolution & (args.resolution - 1):
+        raise SystemExit(f"--resolution {args.resolution}: expected a power of two >= 16")
+    if levers and (args.given is not None or args.neutral_light_steps != "0"):
+        raise SystemExit("--lever: runs unsup3d with nothing given; not with --given or --neutral-light-steps")
     try:
         neutral = [int(n) for n in args.neutral_light_steps.split(",")]
     except ValueError:
@@ -169,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 0 for n in neutral) or (neutral != [0] and (args.given is None or "light" in args.given)):
         raise SystemExit("--neutral-light-steps: step counts >= 0, with --given and without the true light")
     torch.set_num_threads(args.threads)
-    train = SynthFaces(resolution=32, seed=11, length=args.train).batch(range(args.train))
-    test = SynthFaces(resolution=32, seed=12, length=args.test).batch(range(args.test))
-    results = {"variants": {}, "settings": f"32 px, width {args.width}, {args.steps} steps of {args.batch}, "
+    train = SynthFaces(resolution=args.resolution, seed=11, length=args.train).batch(range(args.train))
+    test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
+    results = {"variants": {}, "settings": f"{args.resolution} px, width {args.width}, {args.steps} steps of "
+                                           f"{args.batch}, "
                                            f"lr {args.lr}, {args.train} training / {args.test} test renders, "
                                            f"seed {args.seed}, {torch.get_num_threads()} threads"}
     ladder = LADDER
@@ -180,18 +233,24 @@ def main(argv: list[str] | None = None) -> int:
         if unknown := sorted(set(given) - set(PARTS)):
             raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
+    if levers:
+        ladder, levers = [], [(LADDER[0][0], {})] + levers
     for name, given in ladder:
         for n in neutral:
             label = name + (f", light held neutral for {n} steps" if n else "")
             print(label, flush=True)
             results["variants"][label] = train_with_oracles(given, train, test, args, n)
-    if args.given is None:
+    for name, lever in levers:
+        print(name, lever, flush=True)
+        results["variants"][name] = train_with_oracles((), train, test, args, lever=lever)
+    if args.given is None and not levers:
         print("per-image view fit, true depth, albedo and light", flush=True)
         results["variants"]["per-image view fit (no network), true depth, albedo and light"] = [fit_views(test)]
     results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
-    table = markdown(results, whole_curves=args.given is not None)
+    table = markdown(results, whole_curves=args.given is not None,
+                     first_column="unsup3d, nothing given, changed by" if levers else "given from the truth")
     (args.out / "unsup3d_oracles.md").write_text(table)
     print(table)
     return 0

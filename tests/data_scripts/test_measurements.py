@@ -178,3 +178,31 @@ def test_unsup3d_oracles_holds_the_light_neutral_for_the_steps_asked(tmp_path):
                 ["--given", "", "--neutral-light-steps", "-1"], ["--given", "", "--neutral-light-steps", "x"]):
         with pytest.raises(SystemExit, match="neutral-light-steps"):
             oracles.main(small + bad + ["--out", str(tmp_path / "bad")])
+
+
+def test_unsup3d_oracles_levers_change_the_training_they_name(tmp_path):
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    assert oracles.parse_lever("v:lr_view=10,symmetric=1") == ("v", {"lr_view": 10.0, "symmetric": 1})
+    for bad in ("v", "v:lr_veiw=10", "v:lam_flip", ":lam_flip=2"):
+        with pytest.raises(SystemExit, match="--lever"):
+            oracles.parse_lever(bad)
+    model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16))
+    image = SynthFaces(resolution=32, seed=3, length=2).batch(range(2))["image"]
+    plain = oracles.decompose(model, image, {}, ())
+    changed = oracles.decompose(model, image, {}, (), lever={"symmetric": 1, "depth_bump": 0.08})
+    assert torch.allclose(changed["albedo"], changed["albedo"].flip(3))
+    assert torch.allclose(changed["depth"], changed["depth"].flip(3))
+    centre = changed["depth"][..., 15:17, 15:17].mean() - plain["depth"][..., 15:17, 15:17].mean()
+    assert -0.09 < centre < -0.05  # the bump brings the face's centre towards the camera
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--lever", "flip 2:lam_flip=2", "--lever", "view x10:lr_view=10",
+                                 "--out", str(tmp_path)]) == 0
+    curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(curves) == ["unsup3d, nothing given", "flip 2", "view x10"]
+    assert curves["flip 2"][-1]["step"] == 2
+    for bad in (["--lever", "a:lam_flip=2", "--given", ""], ["--resolution", "48"]):
+        with pytest.raises(SystemExit):
+            oracles.main(small + bad + ["--out", str(tmp_path / "bad")])
