@@ -77,11 +77,12 @@ def face_bump(resolution: int) -> torch.Tensor:
     return torch.exp(-2 * (x ** 2 / 0.45 + (y + 0.05) ** 2 / 0.7))[None, None]
 
 
-def constrain(parts: dict[str, torch.Tensor], lever: dict) -> dict[str, torch.Tensor]:
-    """The lever's changes to the networks' depth and albedo: a bump towards the camera, exact symmetry."""
+def constrain(parts: dict[str, torch.Tensor], lever: dict, cfg: unsup3d.Unsup3dConfig) -> dict[str, torch.Tensor]:
+    """The lever's changes to the networks' depth and albedo: a bump towards the camera (within the config's depth
+    range), exact symmetry."""
     if lever.get("depth_bump"):
         bump = face_bump(parts["depth"].shape[-1]).to(parts["depth"])
-        parts["depth"] = (parts["depth"] - lever["depth_bump"] * bump).clamp(0.9, 1.1)
+        parts["depth"] = (parts["depth"] - lever["depth_bump"] * bump).clamp(cfg.min_depth, cfg.max_depth)
     if lever.get("symmetric"):
         parts["depth"] = (parts["depth"] + parts["depth"].flip(3)) / 2
         parts["albedo"] = (parts["albedo"] + parts["albedo"].flip(3)) / 2
@@ -92,7 +93,7 @@ def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torc
               neutral_light: bool = False, lever: dict | None = None):
     """The model's decomposition (changed by `lever`) with the `given` parts replaced by the truth (the light by
     NEUTRAL_LIGHT if `neutral_light`)."""
-    parts = constrain(model.decompose(image), lever or {})
+    parts = constrain(model.decompose(image), lever or {}, model.cfg)
     parts.update({k: truth[k] for k in given})
     if neutral_light:
         parts["light"] = NEUTRAL_LIGHT.to(image).expand(image.shape[0], -1)
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
     if levers:
-        ladder, levers = [], [(LADDER[0][0], {})] + levers
+        ladder = LADDER[:1]  # the unchanged run beside the levers
     for name, given in ladder:
         for n in neutral:
             label = name + (f", light held neutral for {n} steps" if n else "")
