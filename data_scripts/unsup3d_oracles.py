@@ -8,8 +8,13 @@ Each variant trains `helpers.models.unsup3d.Unsup3d` (the cpu row's size: width 
 - depth: SynthFaces' canonical depth, clamped to unsup3d's range [0.9, 1.1];
 - albedo: SynthFaces' canonical albedo over its background (unsup3d's surface is opaque everywhere);
 - light: the true ambient and diffuse RGB and direction (`semantics.true_semantics`).
-A last row fits the view alone per image (no network: six numbers per face, Adam, lr 0.01, 200 steps) with all three
-given: the best the photometric loss can say about the view at 32 px. `--neutral-light-steps` tests a curriculum
+A first row scores the truth itself in its true view (no training), a last row fits the view alone per image (no
+network: six numbers per face from the frontal view, Adam, lr 0.01, 200 steps) with all three given. Every evaluation
+gives the reconstruction's and the flipped reconstruction's plain L1 (unsup3d's two photometric terms without the
+confidence maps, which the truth does not have) and their sum with unsup3d's weights, so the truth and each trained
+model can be compared on the objective; after training, each model's own objective (confidence-weighted, as trained)
+is scanned over an added x-translation of -1 to 1 pixel (`translation_profile`): how the loss changes when the
+rendered face moves by a fraction of a pixel. `--neutral-light-steps` tests a curriculum
 instead of an oracle: the light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the
 first N steps, learned after that. `--lever` runs unsup3d (nothing given) with one change of its training each
 (`name:key=value,...`): per-network learning-rate multipliers (`lr_depth`, `lr_albedo`, `lr_light`, `lr_view`,
@@ -17,7 +22,7 @@ first N steps, learned after that. `--lever` runs unsup3d (nothing given) with o
 (`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`); with
 `--resolution` the renders and the model are at that size.
 
-    python data_scripts/unsup3d_oracles.py                     # the ladder, ~12 min on 2 cores
+    python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
     python data_scripts/unsup3d_oracles.py --given depth,albedo,light --steps 2400 --evals 8 \
         --out book/figures/curves/unsup3d_view_only                 # how long the view network alone needs
@@ -35,6 +40,8 @@ import json
 import time
 from pathlib import Path
 
+import math
+
 import torch
 
 from helpers.data.synthfaces import SynthFaces
@@ -45,6 +52,9 @@ PARTS = ("depth", "albedo", "light")
 NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float}
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
+SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
+TRUTH_ROW = "the truth in its true view (no training)"
+FIT_ROW = "per-image view fit (no network, from frontal), true depth, albedo and light"
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
           ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
 
@@ -114,19 +124,54 @@ def reconstruction_l1(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: 
     return ((rec["image"] - image).abs() * rec["mask"]).sum().item() / (3 * rec["mask"].sum().clamp_min(1).item())
 
 
+def objective_terms(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: float) -> dict[str, float]:
+    """unsup3d's two photometric terms without confidence: the plain L1 of the reconstruction and of the one from the
+    flipped depth and albedo, and their sum with unsup3d's weights (1 and 0.5)."""
+    flipped = {**parts, "depth": parts["depth"].flip(3), "albedo": parts["albedo"].flip(3)}
+    l1, l1_flip = reconstruction_l1(parts, image, fov), reconstruction_l1(flipped, image, fov)
+    return {"l1": l1, "l1_flip": l1_flip, "objective": l1 + 0.5 * l1_flip}
+
+
+@torch.no_grad()
+def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
+                        lever: dict | None = None) -> list[list[float]]:
+    """The model's training objective (confidence-weighted, reconstruction + flip) on the test renders with
+    x-translations of SHIFTS_PX canonical pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
+    model.eval()
+    parts = decompose(model, test["image"], true_parts(test), given, lever=lever)
+    sigma = model.confidence(test["image"])
+    model.train()
+    pixel = 2 * math.tan(math.radians(model.cfg.fov) / 2) / model.cfg.resolution
+    profile = []
+    for shift in SHIFTS_PX:
+        view = parts["view"].clone()
+        view[:, 3] += shift * pixel
+        total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, test["image"],
+                                             sigma, model.cfg)
+        profile.append([shift, total.item()])
+    return profile
+
+
+def truth_point(test: dict[str, torch.Tensor], fov: float = 10.0) -> dict:
+    """The truth in unsup3d's terms, rendered in its true view: the objective a decomposition could reach."""
+    parts = {**true_parts(test), "view": test["view"]}
+    return {"step": 0, "seconds": 0.0, **objective_terms(parts, test["image"], fov), **view_scores(test["view"], test)}
+
+
 @torch.no_grad()
 def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
              neutral_light: bool = False, lever: dict | None = None) -> dict[str, float]:
     model.eval()
     parts = decompose(model, test["image"], true_parts(test), given, neutral_light, lever)
     model.train()
-    return {"l1": reconstruction_l1(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
+    return {**objective_terms(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
 
 
 def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0,
-                       lever: dict | None = None) -> list[dict]:
+                       lever: dict | None = None) -> tuple[list[dict], list[list[float]]]:
     """unsup3d's training loop (no mutual reconstruction) on real renders, the light held neutral for the first
-    `neutral_steps` steps, changed by `lever` (see LEVERS); returns the curve."""
+    `neutral_steps` steps, changed by `lever` (see LEVERS); returns the curve and the trained model's
+    translation_profile."""
     lever = lever or {}
     torch.manual_seed(args.seed)
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
@@ -155,7 +200,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         loss.backward()
         optimizer.step()
         seconds += time.perf_counter() - start
-    return curve
+    return curve, translation_profile(model, test, given, lever)
 
 
 def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0) -> dict:
@@ -173,19 +218,27 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
     seconds = time.perf_counter() - start
     with torch.no_grad():
         parts = {**truth, "view": view.detach()}
-        return {"step": steps, "seconds": round(seconds, 1), "l1": reconstruction_l1(parts, test["image"], fov),
+        return {"step": steps, "seconds": round(seconds, 1), **objective_terms(parts, test["image"], fov),
                 **view_scores(view.detach(), test)}
 
 
 def markdown(results: dict, whole_curves: bool = False, first_column: str = "given from the truth") -> str:
     """The table: each variant's last evaluation, or every evaluation with `whole_curves`."""
-    lines = [f"| {first_column} | steps | seconds | test L1 | yaw corr | pitch corr | predicted yaw std (°) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| {first_column} | steps | seconds | test L1 | flip L1 | L1 + ½ flip | yaw corr | pitch corr | "
+             "predicted yaw std (°) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, curve in results["variants"].items():
         for point in curve if whole_curves else curve[-1:]:
             lines.append(f"| {name} | {point['step']} | {point['seconds']:.0f} | {point['l1']:.4f} | "
-                         f"{point['yaw_corr']:.3f} | {point['pitch_corr']:.3f} | {point['yaw_std']:.1f} |")
+                         f"{point['l1_flip']:.4f} | {point['objective']:.4f} | {point['yaw_corr']:.3f} | "
+                         f"{point['pitch_corr']:.3f} | {point['yaw_std']:.1f} |")
     lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}.")
+    if results.get("translation_profiles"):
+        lines += ["", "Each trained model's objective (confidence-weighted, as trained) on the test renders with its "
+                  "predicted views moved sideways by a fraction of a canonical pixel:", "",
+                  "| model | " + " | ".join(f"{shift:+.2f} px" for shift in SHIFTS_PX) + " |",
+                  "| --- |" + " --- |" * len(SHIFTS_PX)]
+        for name, profile in results["translation_profiles"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{loss:.3f}" for _, loss in profile) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -224,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     train = SynthFaces(resolution=args.resolution, seed=11, length=args.train).batch(range(args.train))
     test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
-    results = {"variants": {}, "settings": f"{args.resolution} px, width {args.width}, {args.steps} steps of "
+    results = {"variants": {}, "translation_profiles": {}, "settings": f"{args.resolution} px, width {args.width}, {args.steps} steps of "
                                            f"{args.batch}, "
                                            f"lr {args.lr}, {args.train} training / {args.test} test renders, "
                                            f"seed {args.seed}, {torch.get_num_threads()} threads"}
@@ -236,17 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
     if levers:
         ladder = LADDER[:1]  # the unchanged run beside the levers
-    for name, given in ladder:
-        for n in neutral:
-            label = name + (f", light held neutral for {n} steps" if n else "")
-            print(label, flush=True)
-            results["variants"][label] = train_with_oracles(given, train, test, args, n)
-    for name, lever in levers:
-        print(name, lever, flush=True)
-        results["variants"][name] = train_with_oracles((), train, test, args, lever=lever)
+    runs = [(name + (f", light held neutral for {n} steps" if n else ""), given, n, None)
+            for name, given in ladder for n in neutral] + [(name, (), 0, lever) for name, lever in levers]
     if args.given is None and not levers:
-        print("per-image view fit, true depth, albedo and light", flush=True)
-        results["variants"]["per-image view fit (no network), true depth, albedo and light"] = [fit_views(test)]
+        results["variants"][TRUTH_ROW] = [truth_point(test)]
+    for label, given, n, lever in runs:
+        print(label, lever or "", flush=True)
+        results["variants"][label], results["translation_profiles"][label] = train_with_oracles(
+            given, train, test, args, n, lever=lever)
+    if args.given is None and not levers:
+        print(FIT_ROW, flush=True)
+        results["variants"][FIT_ROW] = [fit_views(test)]
     results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))

@@ -140,6 +140,10 @@ def test_unsup3d_oracles_truth_redraws_the_render_and_fixes_the_view():
     assert turned < 0.6 * frontal  # the truth in unsup3d's terms draws each face in its own view
     fitted = oracles.fit_views(test, steps=100)
     assert fitted["yaw_corr"] > 0.8 and fitted["l1"] < frontal
+    terms = oracles.objective_terms({**truth, "view": test["view"]}, test["image"], 10.0)
+    flipped = oracles.reconstruction_l1({**truth, "view": test["view"], "depth": truth["depth"].flip(3),
+                                         "albedo": truth["albedo"].flip(3)}, test["image"], 10.0)
+    assert terms == {"l1": turned, "l1_flip": flipped, "objective": turned + 0.5 * flipped}
     model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16))
     parts = oracles.decompose(model, test["image"], truth, ("depth", "light"))
     assert torch.equal(parts["depth"], truth["depth"]) and torch.equal(parts["light"], truth["light"])
@@ -151,13 +155,44 @@ def test_unsup3d_oracles_writes_the_ladder_and_one_variant(tmp_path):
     small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
     assert oracles.main(small + ["--out", str(tmp_path / "all")]) == 0
     ladder = json.loads((tmp_path / "all" / "unsup3d_oracles.json").read_text())["variants"]
-    assert list(ladder)[:-1] == [name for name, _ in oracles.LADDER] and len(ladder) == len(oracles.LADDER) + 1
+    assert list(ladder) == [oracles.TRUTH_ROW, *(name for name, _ in oracles.LADDER), oracles.FIT_ROW]
     assert [p["step"] for p in ladder["true depth"]] == [0, 2]
+    assert ladder[oracles.TRUTH_ROW][0]["yaw_corr"] > 0.999  # the truth's own view
+    profiles = json.loads((tmp_path / "all" / "unsup3d_oracles.json").read_text())["translation_profiles"]
+    assert list(profiles) == [name for name, _ in oracles.LADDER]
+    assert [shift for shift, _ in profiles["true depth"]] == list(oracles.SHIFTS_PX)
+    assert "| true depth | " in (tmp_path / "all" / "unsup3d_oracles.md").read_text().split("moved sideways")[1]
     assert oracles.main(small + ["--given", "depth,albedo,light", "--out", str(tmp_path / "one")]) == 0
     table = (tmp_path / "one" / "unsup3d_oracles.md").read_text()
-    assert table.count("| true depth, albedo and light |") == 2  # every evaluation of the one curve
+    curve_table, profile_table = table.split("moved sideways")
+    assert curve_table.count("| true depth, albedo and light |") == 2  # every evaluation of the one curve
+    assert profile_table.count("| true depth, albedo and light |") == 1
     with pytest.raises(SystemExit, match="unknown parts"):
         oracles.main(small + ["--given", "depth,normals", "--out", str(tmp_path / "bad")])
+
+
+def test_unsup3d_oracles_translation_profile_moves_the_predicted_view_by_pixels():
+    import math
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    torch.manual_seed(0)
+    model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16))
+    test = SynthFaces(resolution=32, seed=3, length=4).batch(range(4))
+    profile = oracles.translation_profile(model, test, ())
+    assert [shift for shift, _ in profile] == list(oracles.SHIFTS_PX)
+    with torch.no_grad():
+        parts = model.decompose(test["image"])
+        sigma = model.confidence(test["image"])
+        pixel = 2 * math.tan(math.radians(5)) / 32
+        for shift, loss in profile[::4]:  # -1, 0 and +1 pixel
+            view = parts["view"].clone()
+            view[:, 3] += shift * pixel
+            expected, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view,
+                                                    test["image"], sigma, model.cfg)
+            assert loss == pytest.approx(expected.item(), rel=1e-5)
+    assert profile[0][1] != profile[4][1]  # a pixel's move changes the loss
 
 
 def test_unsup3d_oracles_holds_the_light_neutral_for_the_steps_asked(tmp_path):
