@@ -19,8 +19,11 @@ instead of an oracle: the light held at the light network's neutral start (ambie
 first N steps, learned after that. `--lever` runs unsup3d (nothing given) with one change of its training each
 (`name:key=value,...`): per-network learning-rate multipliers (`lr_depth`, `lr_albedo`, `lr_light`, `lr_view`,
 `lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
-(`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`); with
-`--resolution` the renders and the model are at that size.
+(`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`),
+uniform noise added to the predicted view during training only, up to `view_noise_deg` degrees on each angle and
+`view_noise_px` canonical pixels on the x and y translation (the objective averaged over nearby views: randomised
+smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and the model are at
+that size.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -50,7 +53,8 @@ from helpers.models.semantics import true_semantics
 
 PARTS = ("depth", "albedo", "light")
 NETWORKS = ("depth", "albedo", "light", "view", "confidence")
-LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float}
+LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
+          "view_noise_deg": float, "view_noise_px": float}
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
 TRUTH_ROW = "the truth in its true view (no training)"
@@ -97,6 +101,15 @@ def constrain(parts: dict[str, torch.Tensor], lever: dict, cfg: unsup3d.Unsup3dC
         parts["depth"] = (parts["depth"] + parts["depth"].flip(3)) / 2
         parts["albedo"] = (parts["albedo"] + parts["albedo"].flip(3)) / 2
     return parts
+
+
+def view_noise(lever: dict, n: int, cfg: unsup3d.Unsup3dConfig, generator: torch.Generator) -> torch.Tensor:
+    """[n, 6] uniform noise for the predicted views: +-view_noise_deg on yaw, pitch, roll (radians), +-view_noise_px
+    canonical pixels at depth 1 on the x and y translation, none on z (zeros without those levers)."""
+    pixel = 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
+    scale = torch.tensor([math.radians(lever.get("view_noise_deg", 0.0))] * 3
+                         + [lever.get("view_noise_px", 0.0) * pixel] * 2 + [0.0])
+    return (torch.rand(n, 6, generator=generator) * 2 - 1) * scale
 
 
 def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...],
@@ -194,7 +207,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
-        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], parts["view"], image,
+        view = parts["view"] + view_noise(lever, args.batch, cfg, order)
+        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, image,
                                             model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
