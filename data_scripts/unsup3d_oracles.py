@@ -21,8 +21,8 @@ first N steps, learned after that. `--lever` runs unsup3d (nothing given) with o
 `lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
 (`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`),
 uniform noise added to the predicted view during training only, up to `view_noise_deg` degrees on each angle and
-`view_noise_px` canonical pixels on the x and y translation (the objective averaged over nearby views: randomised
-smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and the model are at
+`view_noise_px` canonical pixels on the x and y translation (`unsup3d.view_noise`: the objective averaged over nearby
+views, randomised smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and the model are at
 that size.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
@@ -103,15 +103,6 @@ def constrain(parts: dict[str, torch.Tensor], lever: dict, cfg: unsup3d.Unsup3dC
     return parts
 
 
-def view_noise(lever: dict, n: int, cfg: unsup3d.Unsup3dConfig, generator: torch.Generator) -> torch.Tensor:
-    """[n, 6] uniform noise for the predicted views: +-view_noise_deg on yaw, pitch, roll (radians), +-view_noise_px
-    canonical pixels at depth 1 on the x and y translation, none on z (zeros without those levers)."""
-    pixel = 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
-    scale = torch.tensor([math.radians(lever.get("view_noise_deg", 0.0))] * 3
-                         + [lever.get("view_noise_px", 0.0) * pixel] * 2 + [0.0])
-    return (torch.rand(n, 6, generator=generator) * 2 - 1) * scale
-
-
 def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...],
               neutral_light: bool = False, lever: dict | None = None):
     """The model's decomposition (changed by `lever`) with the `given` parts replaced by the truth (the light by
@@ -188,7 +179,9 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     lever = lever or {}
     torch.manual_seed(args.seed)
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
-                                lr=args.lr, lam_flip=lever.get("lam_flip", 0.5))
+                                lr=args.lr, lam_flip=lever.get("lam_flip", 0.5),
+                                view_noise_deg=lever.get("view_noise_deg", 0.0),
+                                view_noise_px=lever.get("view_noise_px", 0.0))
     model = unsup3d.Unsup3d(cfg)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
@@ -207,7 +200,9 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
-        view = parts["view"] + view_noise(lever, args.batch, cfg, order)
+        view = parts["view"]
+        if cfg.view_noise_deg or cfg.view_noise_px:
+            view = view + unsup3d.view_noise(cfg, args.batch, order)
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, image,
                                             model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)

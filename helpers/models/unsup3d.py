@@ -72,6 +72,8 @@ class Unsup3dConfig:
     augment_every: int = 10  # re-estimate v_yaw every this many iterations
     augment_momentum: float = 0.995
     lr: float = 1e-4
+    view_noise_deg: float = 0.0  # training only: uniform noise on the predicted angles (0 = unsup3d; see view_noise)
+    view_noise_px: float = 0.0  # training only: uniform noise on the x/y translation, canonical pixels at depth 1
 
     def __post_init__(self) -> None:
         errors = []
@@ -88,6 +90,8 @@ class Unsup3dConfig:
                           "0 <= yaw_augment < 1")
         if not 0 < self.min_depth < self.max_depth:
             errors.append(f"min_depth={self.min_depth}, max_depth={self.max_depth}: need 0 < min < max")
+        if self.view_noise_deg < 0 or self.view_noise_px < 0:
+            errors.append(f"view_noise_deg={self.view_noise_deg}, view_noise_px={self.view_noise_px}: must be >= 0")
         if not 0 < self.augment_momentum < 1 or self.augment_every < 1:
             errors.append(f"augment_momentum={self.augment_momentum}, augment_every={self.augment_every}: need "
                           "0 < momentum < 1 and every >= 1")
@@ -290,6 +294,17 @@ def _reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov
     return {"image": out["image"], "mask": out["mask_hard"].float(), "depth": out["depth"]}
 
 
+def view_noise(cfg: Unsup3dConfig, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> Tensor:
+    """[n, 6] uniform noise for predicted views during training: +-view_noise_deg on yaw, pitch, roll (radians),
+    +-view_noise_px canonical pixels at depth 1 on the x and y translation, none on z. Not in unsup3d: the objective
+    averaged over nearby views (randomised smoothing), against the sharp minimum at pixel-exact alignment that holds
+    the view frontal at 32 px (book/training.md)."""
+    pixel = 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
+    scale = torch.tensor([math.radians(cfg.view_noise_deg)] * 3 + [cfg.view_noise_px * pixel] * 2 + [0.0])
+    return ((torch.rand(n, 6, generator=generator) * 2 - 1) * scale).to(device)
+
+
 def photometric_loss(image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
     """unsup3d's confidence-weighted L1 (a Laplacian likelihood): mean over mask of |I - I_hat| sqrt(2) / sigma +
     log sigma, per channel."""
@@ -385,7 +400,10 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
             depth = torch.where(pick, depth[partner], depth)
             albedo = torch.where(pick, albedo[partner], albedo)
             sigma = torch.where(pick, model.confidence(image, image[partner]), sigma)
-        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], parts["view"], image, sigma, cfg)
+        view = parts["view"]
+        if cfg.view_noise_deg or cfg.view_noise_px:
+            view = view + view_noise(cfg, batch_size, device=device)
+        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], view, image, sigma, cfg)
         logs = {"l1": l1.detach(), "l1_flip": l1_flip.detach(), "swapped": swapped.float().mean()}
         if cfg.yaw_augment > 0:
             logs["augmented"] = torch.tensor(float(n_aug))
@@ -482,7 +500,8 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "photometric_loss", "symmetric_loss", "Generations", "losses", "training_spec",
+    "canonical_image", "reconstruct", "view_noise", "photometric_loss", "symmetric_loss", "Generations", "losses",
+    "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",
     "scores",

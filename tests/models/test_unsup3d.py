@@ -116,7 +116,7 @@ def test_yaw_direction_recovers_a_linear_yaw_from_its_buffer():
 def test_training_runs_every_branch_and_resumes_from_the_cache(tmp_path):
     torch.manual_seed(0)
     G = stylegan.Generator(stylegan.scaled_config(16, 8, 4))
-    cfg = small_config(mutual=0.5, yaw_augment=0.25, augment_every=2)
+    cfg = small_config(mutual=0.5, yaw_augment=0.25, augment_every=2, view_noise_deg=3.0, view_noise_px=0.5)
     gens = unsup3d.Generations(G)
     spec = unsup3d.training_spec(cfg, gens, steps=6, batch_size=4, seed=0, precision="fp32")
     trained = train(spec, cache_dir=tmp_path, progress=False)
@@ -149,6 +149,20 @@ def test_config_rejects_bad_values():
         unsup3d.Unsup3dConfig(resolution=48)
     with pytest.raises(ValueError, match="mutual"):
         unsup3d.Unsup3dConfig(mutual=1.5)
+    with pytest.raises(ValueError, match="view_noise_px"):
+        unsup3d.Unsup3dConfig(view_noise_px=-1)
+
+
+def test_view_noise_is_uniform_within_its_bounds_in_degrees_and_pixels():
+    cfg = unsup3d.Unsup3dConfig(resolution=32, view_noise_deg=3.0, view_noise_px=0.5)
+    noise = unsup3d.view_noise(cfg, 4096, torch.Generator().manual_seed(0))
+    pixel = 2 * math.tan(math.radians(5)) / 32  # one canonical pixel at depth 1, fov 10 degrees
+    angles, shift = noise[:, :3].abs(), noise[:, 3:5].abs()
+    assert angles.max() <= math.radians(3) and angles.max() > 0.99 * math.radians(3)
+    assert angles.mean().item() == pytest.approx(math.radians(1.5), rel=0.05)  # uniform: mean |x| = half the bound
+    assert shift.max() <= 0.5 * pixel and shift.max() > 0.99 * 0.5 * pixel
+    assert torch.equal(noise[:, 5], torch.zeros(4096))
+    assert torch.equal(unsup3d.view_noise(unsup3d.Unsup3dConfig(), 3), torch.zeros(3, 6))
 
 
 def test_scores_summarise_evaluate_against_the_true_pose():
