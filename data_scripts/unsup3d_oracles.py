@@ -14,16 +14,16 @@ gives the reconstruction's and the flipped reconstruction's plain L1 (unsup3d's 
 confidence maps, which the truth does not have) and their sum with unsup3d's weights, so the truth and each trained
 model can be compared on the objective; after training, each model's own objective (confidence-weighted, as trained)
 is scanned over an added x-translation of -1 to 1 pixel (`translation_profile`): how the loss changes when the
-rendered face moves by a fraction of a pixel. `--neutral-light-steps` tests a curriculum
-instead of an oracle: the light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the
-first N steps, learned after that. `--lever` runs unsup3d (nothing given) with one change of its training each
+rendered face moves by a fraction of a pixel. `--neutral-light-steps` tests a curriculum instead of an oracle: the
+light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the first N steps, learned
+after that. `--lever` runs unsup3d (nothing given) with one change of its training each
 (`name:key=value,...`): per-network learning-rate multipliers (`lr_depth`, `lr_albedo`, `lr_light`, `lr_view`,
 `lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
 (`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`),
 uniform noise added to the predicted view during training only, up to `view_noise_deg` degrees on each angle and
 `view_noise_px` canonical pixels on the x and y translation (`unsup3d.view_noise`: the objective averaged over nearby
-views, randomised smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and the model are at
-that size.
+views, randomised smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and
+the model are at that size.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
-
-import math
 
 import torch
 
@@ -286,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     train = SynthFaces(resolution=args.resolution, seed=11, length=args.train).batch(range(args.train))
     test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
-    results = {"variants": {}, "translation_profiles": {}, "settings": f"{args.resolution} px, width {args.width}, {args.steps} steps of "
-                                           f"{args.batch}, "
-                                           f"lr {args.lr}, {args.train} training / {args.test} test renders, "
-                                           f"seed {args.seed}, {torch.get_num_threads()} threads"}
+    settings = (f"{args.resolution} px, width {args.width}, {args.steps} steps of {args.batch}, lr {args.lr}, "
+                f"{args.train} training / {args.test} test renders, seed {args.seed}, "
+                f"{torch.get_num_threads()} threads")
+    results = {"variants": {}, "translation_profiles": {}, "settings": settings}
     ladder = LADDER
     if args.given is not None:
         given = tuple(filter(None, args.given.split(",")))
