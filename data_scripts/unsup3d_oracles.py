@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -144,11 +143,10 @@ def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], g
     parts = decompose(model, test["image"], true_parts(test), given, lever=lever)
     sigma = model.confidence(test["image"])
     model.train()
-    pixel = 2 * math.tan(math.radians(model.cfg.fov) / 2) / model.cfg.resolution
     profile = []
     for shift in SHIFTS_PX:
         view = parts["view"].clone()
-        view[:, 3] += shift * pixel
+        view[:, 3] += shift * unsup3d.canonical_pixel(model.cfg)
         total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, test["image"],
                                              sigma, model.cfg)
         profile.append([shift, total.item()])

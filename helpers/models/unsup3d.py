@@ -294,14 +294,19 @@ def _reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov
     return {"image": out["image"], "mask": out["mask_hard"].float(), "depth": out["depth"]}
 
 
+def canonical_pixel(cfg: Unsup3dConfig) -> float:
+    """The width of one canonical pixel at depth 1 (the object centre), in the view's translation units."""
+    return 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
+
+
 def view_noise(cfg: Unsup3dConfig, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
     """[n, 6] uniform noise for predicted views during training: +-view_noise_deg on yaw, pitch, roll (radians),
     +-view_noise_px canonical pixels at depth 1 on the x and y translation, none on z. Not in unsup3d: the objective
     averaged over nearby views (randomised smoothing), against the sharp minimum at pixel-exact alignment that holds
     the view frontal at 32 px (book/training.md)."""
-    pixel = 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
-    scale = torch.tensor([math.radians(cfg.view_noise_deg)] * 3 + [cfg.view_noise_px * pixel] * 2 + [0.0])
+    scale = torch.tensor([math.radians(cfg.view_noise_deg)] * 3 + [cfg.view_noise_px * canonical_pixel(cfg)] * 2
+                         + [0.0])
     return ((torch.rand(n, 6, generator=generator) * 2 - 1) * scale).to(device)
 
 
@@ -500,8 +505,8 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "view_noise", "photometric_loss", "symmetric_loss", "Generations", "losses",
-    "training_spec",
+    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "photometric_loss", "symmetric_loss",
+    "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",
     "scores",
