@@ -21,9 +21,11 @@ after that. `--lever` runs unsup3d (nothing given) with one change of its traini
 `lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
 (`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`),
 uniform noise added to the predicted view during training only, up to `view_noise_deg` degrees on each angle and
-`view_noise_px` canonical pixels on the x and y translation (`unsup3d.view_noise`: the objective averaged over nearby
-views, randomised smoothing of the sharp minimum `translation_profile` shows); with `--resolution` the renders and
-the model are at that size.
+`view_noise_px` image pixels on the x and y translation (`unsup3d.view_noise`: the objective averaged over nearby
+views, randomised smoothing of the sharp minimum `translation_profile` shows), and canonical depth and albedo decoded
+at `canonical_scale` times the image's resolution, rendered one ray per canonical pixel and area-averaged to the
+image (so that no view samples the canonical maps pixel-exactly at the image's resolution); with `--resolution` the
+renders and the model are at that size.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -52,8 +54,9 @@ from helpers.models.semantics import true_semantics
 PARTS = ("depth", "albedo", "light")
 NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
-          "view_noise_deg": float, "view_noise_px": float}
+          "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int}
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
+LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
 TRUTH_ROW = "the truth in its true view (no training)"
 FIT_ROW = "per-image view fit (no network, from frontal), true depth, albedo and light"
@@ -122,7 +125,7 @@ def view_scores(view: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str,
 
 
 def reconstruction_l1(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: float) -> float:
-    rec = unsup3d.reconstruct(parts["depth"], parts["albedo"], parts["light"], parts["view"], fov)
+    rec = unsup3d.reconstruct(parts["depth"], parts["albedo"], parts["light"], parts["view"], fov, size=image.shape[-1])
     return ((rec["image"] - image).abs() * rec["mask"]).sum().item() / (3 * rec["mask"].sum().clamp_min(1).item())
 
 
@@ -138,7 +141,7 @@ def objective_terms(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: fl
 def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
                         lever: dict | None = None) -> list[list[float]]:
     """The model's training objective (confidence-weighted, reconstruction + flip) on the test renders with
-    x-translations of SHIFTS_PX canonical pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
+    x-translations of SHIFTS_PX image pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
     model.eval()
     parts = decompose(model, test["image"], true_parts(test), given, lever=lever)
     sigma = model.confidence(test["image"])
@@ -178,7 +181,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
                                 lr=args.lr, lam_flip=lever.get("lam_flip", 0.5),
                                 view_noise_deg=lever.get("view_noise_deg", 0.0),
-                                view_noise_px=lever.get("view_noise_px", 0.0))
+                                view_noise_px=lever.get("view_noise_px", 0.0),
+                                canonical_scale=lever.get("canonical_scale", 1))
     model = unsup3d.Unsup3d(cfg)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
@@ -209,8 +213,30 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     return curve, translation_profile(model, test, given, lever)
 
 
+def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch.Tensor, fov: float = 10.0
+                ) -> torch.Tensor:
+    """[B] plain L1 of each face's reconstruction from the true depth, albedo and light in `view`."""
+    rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
+    mask = rec["mask"]
+    return ((rec["image"] - image).abs() * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)).clamp_min(1))
+
+
+@torch.no_grad()
+def line_to_truth(test: dict[str, torch.Tensor], view: torch.Tensor, fov: float = 10.0) -> list[list[float]]:
+    """The straight line from fitted views to the true ones, view + t (true - view) for t in LINE_STEPS:
+    [[t, mean L1, share of faces whose L1 is below their own at t = 0], ...]."""
+    truth = true_parts(test)
+    start = per_face_l1(truth, view, test["image"], fov)
+    line = []
+    for t in LINE_STEPS:
+        l1 = per_face_l1(truth, view + t * (test["view"] - view), test["image"], fov)
+        line.append([t, l1.mean().item(), (l1 < start).float().mean().item()])
+    return line
+
+
 def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0) -> dict:
-    """The view of each test face fitted alone (six free numbers per face) with the true depth, albedo and light."""
+    """The view of each test face fitted alone (six free numbers per face) with the true depth, albedo and light;
+    with the line from the fitted views to the true ones ("line", see line_to_truth)."""
     truth = true_parts(test)
     view = torch.zeros(test["image"].shape[0], 6, requires_grad=True)
     optimizer = torch.optim.Adam([view], lr=lr)
@@ -225,7 +251,7 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
     with torch.no_grad():
         parts = {**truth, "view": view.detach()}
         return {"step": steps, "seconds": round(seconds, 1), **objective_terms(parts, test["image"], fov),
-                **view_scores(view.detach(), test)}
+                **view_scores(view.detach(), test), "line": line_to_truth(test, view.detach(), fov)}
 
 
 def markdown(results: dict, whole_curves: bool = False, first_column: str = "given from the truth") -> str:
@@ -240,11 +266,18 @@ def markdown(results: dict, whole_curves: bool = False, first_column: str = "giv
     lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}.")
     if results.get("translation_profiles"):
         lines += ["", "Each trained model's objective (confidence-weighted, as trained) on the test renders with its "
-                  "predicted views moved sideways by a fraction of a canonical pixel:", "",
+                  "predicted views moved sideways by a fraction of an image pixel:", "",
                   "| model | " + " | ".join(f"{shift:+.2f} px" for shift in SHIFTS_PX) + " |",
                   "| --- |" + " --- |" * len(SHIFTS_PX)]
         for name, profile in results["translation_profiles"].items():
             lines.append(f"| {name} | " + " | ".join(f"{loss:.3f}" for _, loss in profile) + " |")
+    line = results["variants"].get(FIT_ROW, [{}])[-1].get("line")
+    if line:
+        lines += ["", "The per-image fit's views moved along the straight line to the true views, view + t (true − "
+                  "view): mean test L1, and the share of faces whose L1 is below their own at the fitted view:", "",
+                  "| t | " + " | ".join(f"{t:.1f}" for t, _, _ in line) + " |", "| --- |" + " --- |" * len(line),
+                  "| test L1 | " + " | ".join(f"{l1:.4f}" for _, l1, _ in line) + " |",
+                  "| share lower | " + " | ".join(f"{share:.2f}" for _, _, share in line) + " |"]
     return "\n".join(lines) + "\n"
 
 

@@ -73,7 +73,8 @@ class Unsup3dConfig:
     augment_momentum: float = 0.995
     lr: float = 1e-4
     view_noise_deg: float = 0.0  # training only: uniform noise on the predicted angles (0 = unsup3d; see view_noise)
-    view_noise_px: float = 0.0  # training only: uniform noise on the x/y translation, canonical pixels at depth 1
+    view_noise_px: float = 0.0  # training only: uniform noise on the x/y translation, image pixels at depth 1
+    canonical_scale: int = 1  # canonical depth and albedo at this multiple of `resolution`, area-averaged (1 = unsup3d)
 
     def __post_init__(self) -> None:
         errors = []
@@ -83,6 +84,8 @@ class Unsup3dConfig:
                                                       self.depth_resolution & (self.depth_resolution - 1) == 0):
             errors.append(f"depth_resolution={self.depth_resolution}: must be None or a power of two in "
                           f"4..resolution")
+        if self.canonical_scale not in (1, 2, 4):
+            errors.append(f"canonical_scale={self.canonical_scale}: must be 1, 2 or 4")
         if self.width < 1 or self.zdim < 1:
             errors.append(f"width={self.width}, zdim={self.zdim}: must be >= 1")
         if not 0 <= self.mutual <= 1 or not 0 <= self.yaw_augment < 1:
@@ -137,14 +140,15 @@ class Encoder(nn.Module):
 
 class EncoderDecoder(nn.Module):
     """unsup3d's EDDeconv: GroupNorm/LeakyReLU encoder to a zdim code at 1 x 1, a transposed-conv decoder with
-    GroupNorm/ReLU back to `out_resolution` (default: the input's), a 5x5 output conv (no activation: the caller
-    applies its own), then bilinear upsampling to the input's resolution where `out_resolution` is smaller."""
+    GroupNorm/ReLU to `out_resolution` (default: `size`), a 5x5 output conv (no activation: the caller applies its
+    own), then bilinear upsampling to `size` (default: the input's resolution) where `out_resolution` is smaller."""
 
-    def __init__(self, cin: int, cout: int, resolution: int, width: int, zdim: int, out_resolution: int | None = None):
+    def __init__(self, cin: int, cout: int, resolution: int, width: int, zdim: int, out_resolution: int | None = None,
+                 size: int | None = None):
         super().__init__()
         levels = _levels(resolution)
-        self.resolution = resolution
-        skipped = levels - _levels(out_resolution or resolution)
+        self.size = size or resolution
+        skipped = levels - _levels(out_resolution or self.size)  # < 0: levels above the input's resolution
         enc: list[nn.Module] = []
         c = cin
         for level in range(levels):
@@ -157,7 +161,7 @@ class EncoderDecoder(nn.Module):
         enc += [nn.Conv2d(c, zdim, 4, 1, 0), nn.ReLU()]
         dec: list[nn.Module] = [nn.ConvTranspose2d(zdim, c, 4, 1, 0), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1), nn.ReLU()]
         for level in reversed(range(skipped, levels)):
-            cnext = _channels(width, level - 1) if level else width
+            cnext = _channels(width, level - 1) if level > 0 else width
             dec += [nn.ConvTranspose2d(c, cnext, 4, 2, 1), nn.GroupNorm(group_count(cnext, 16), cnext), nn.ReLU(),
                     nn.Conv2d(cnext, cnext, 3, 1, 1), nn.GroupNorm(group_count(cnext, 16), cnext), nn.ReLU()]
             c = cnext
@@ -166,8 +170,8 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x).float()
-        if out.shape[-1] != self.resolution:
-            out = F.interpolate(out, size=self.resolution, mode="bilinear", align_corners=False)
+        if out.shape[-1] != self.size:
+            out = F.interpolate(out, size=self.size, mode="bilinear", align_corners=False)
         return out
 
 
@@ -219,9 +223,9 @@ class Unsup3d(nn.Module):
     def __init__(self, cfg: Unsup3dConfig):
         super().__init__()
         self.cfg = cfg
-        r, w = cfg.resolution, cfg.width
-        self.depth_net = EncoderDecoder(3, 1, r, w, cfg.zdim, cfg.depth_resolution)
-        self.albedo_net = EncoderDecoder(3, 3, r, w, cfg.zdim)
+        r, w, canon = cfg.resolution, cfg.width, cfg.resolution * cfg.canonical_scale
+        self.depth_net = EncoderDecoder(3, 1, r, w, cfg.zdim, cfg.depth_resolution, size=canon)
+        self.albedo_net = EncoderDecoder(3, 3, r, w, cfg.zdim, size=canon)
         self.light_net = Encoder(3, 8, r, w)
         self.view_net = Encoder(3, 6, r, w)
         self.confidence_net = EncoderDecoder(3, 2, r, w // 2 or 1, cfg.zdim // 2)
@@ -232,7 +236,7 @@ class Unsup3d(nn.Module):
         cfg = self.cfg
         d = torch.tanh(raw - raw.mean(dim=(1, 2, 3), keepdim=True))
         d = (1 + d) / 2 * cfg.max_depth + (1 - d) / 2 * cfg.min_depth
-        border = max(1, cfg.resolution // 32)
+        border = max(1, d.shape[-1] // 32)
         inside = torch.zeros_like(d, dtype=torch.bool)
         inside[..., border:-border, border:-border] = True
         return torch.where(inside, d, torch.full_like(d, 0.7 * cfg.max_depth + 0.3 * cfg.min_depth))
@@ -279,30 +283,43 @@ def canonical_image(depth: Tensor, albedo: Tensor, light: Tensor, fov: float = 1
     return albedo * shading
 
 
-def reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov: float = 10.0) -> dict[str, Tensor]:
-    """The canonical image warped into the view by the book's renderer: image, mask (hit a surface), view depth."""
+def reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov: float = 10.0,
+                size: int | None = None) -> dict[str, Tensor]:
+    """The canonical image warped into the view by the book's renderer: image, mask (share of the pixel that hit a
+    surface), view depth; at `size` pixels (default: the canonical maps'), each the average of its rays that hit when
+    the canonical maps are finer (one ray per canonical pixel, area sampling)."""
     with torch.autocast(depth.device.type, enabled=False):  # the ray marcher's root finding needs float32
-        return _reconstruct(depth.float(), albedo.float(), light.float(), view.float(), fov)
+        return _reconstruct(depth.float(), albedo.float(), light.float(), view.float(), fov, size)
 
 
-def _reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov: float) -> dict[str, Tensor]:
+def _reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov: float,
+                 size: int | None) -> dict[str, Tensor]:
     canon = canonical_image(depth, albedo, light, fov)
-    b = depth.shape[0]
+    b, fine = depth.shape[0], depth.shape[-1]
     flat = render.Light(ambient=depth.new_ones(b, 1), diffuse=depth.new_zeros(b, 1),
                         direction=depth.new_tensor([0.0, 0.0, -1.0]).expand(b, 3))
     out = render.render(depth, canon, flat, view, fov_deg=fov, supersample=1)
-    return {"image": out["image"], "mask": out["mask_hard"].float(), "depth": out["depth"]}
+    hit = out["mask_hard"].float()
+    if size is None or size == fine:
+        return {"image": out["image"], "mask": hit, "depth": out["depth"]}
+    if fine % size:
+        raise ValueError(f"size={size}: the canonical maps ({fine} px) must be a multiple of it")
+    k = fine // size
+    cover = F.avg_pool2d(hit, k)
+    area = lambda x: F.avg_pool2d(x * hit, k) / cover.clamp_min(1 / k ** 2)  # noqa: E731  mean over the hits
+    depth_seen = torch.where(cover > 0, area(out["depth"]), F.avg_pool2d(out["depth"], k))
+    return {"image": area(out["image"]), "mask": cover, "depth": depth_seen}
 
 
 def canonical_pixel(cfg: Unsup3dConfig) -> float:
-    """The width of one canonical pixel at depth 1 (the object centre), in the view's translation units."""
+    """The width of one image pixel at depth 1 (the object centre), in the view's translation units."""
     return 2 * math.tan(math.radians(cfg.fov) / 2) / cfg.resolution
 
 
 def view_noise(cfg: Unsup3dConfig, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
     """[n, 6] uniform noise for predicted views during training: +-view_noise_deg on yaw, pitch, roll (radians),
-    +-view_noise_px canonical pixels at depth 1 on the x and y translation, none on z. Not in unsup3d: the objective
+    +-view_noise_px image pixels at depth 1 on the x and y translation, none on z. Not in unsup3d: the objective
     averaged over nearby views (randomised smoothing), against the sharp minimum at pixel-exact alignment that holds
     the view frontal at 32 px (book/training.md)."""
     scale = torch.tensor([math.radians(cfg.view_noise_deg)] * 3 + [cfg.view_noise_px * canonical_pixel(cfg)] * 2
@@ -324,7 +341,7 @@ def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, i
     reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]); returns (total, l1, l1_flip)."""
     b = image.shape[0]
     both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]), light.repeat(2, 1),
-                       view.repeat(2, 1), cfg.fov)
+                       view.repeat(2, 1), cfg.fov, size=image.shape[-1])
     mask = both["mask"].detach()
     l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
     l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
@@ -483,7 +500,8 @@ def evaluate(model: Unsup3d, batch: Mapping[str, Tensor], chunk: int = 64) -> di
     for i in range(0, batch["image"].shape[0], chunk):
         image = batch["image"][i:i + chunk].to(device).float()
         parts = model.decompose(image)
-        recon = reconstruct(parts["depth"], parts["albedo"], parts["light"], parts["view"], model.cfg.fov)
+        recon = reconstruct(parts["depth"], parts["albedo"], parts["light"], parts["view"], model.cfg.fov,
+                            size=image.shape[-1])
         true_depth = batch["view_depth"][i:i + chunk].to(device).float()
         mask = evaluation_mask(batch["mask"][i:i + chunk].to(device)) * recon["mask"]
         out["semantics"].append(model.semantics(parts).cpu())

@@ -140,6 +140,12 @@ def test_unsup3d_oracles_truth_redraws_the_render_and_fixes_the_view():
     assert turned < 0.6 * frontal  # the truth in unsup3d's terms draws each face in its own view
     fitted = oracles.fit_views(test, steps=100)
     assert fitted["yaw_corr"] > 0.8 and fitted["l1"] < frontal
+    line = fitted["line"]  # from the fitted views (t = 0) to the true ones (t = 1)
+    assert [t for t, _, _ in line] == list(oracles.LINE_STEPS)
+    own = oracles.per_face_l1(truth, test["view"], test["image"]).mean().item()  # the truth's mean L1 per face
+    assert line[0][2] == 0 and line[-1][1] == pytest.approx(own, rel=1e-5) and own < line[0][1]
+    zero = oracles.line_to_truth(test, test["view"])  # starting at the truth, the line stays there
+    assert all(l1 == pytest.approx(own, rel=1e-5) and share == 0 for _, l1, share in zero)
     terms = oracles.objective_terms({**truth, "view": test["view"]}, test["image"], 10.0)
     flipped = oracles.reconstruction_l1({**truth, "view": test["view"], "depth": truth["depth"].flip(3),
                                          "albedo": truth["albedo"].flip(3)}, test["image"], 10.0)
@@ -162,6 +168,7 @@ def test_unsup3d_oracles_writes_the_ladder_and_one_variant(tmp_path):
     assert list(profiles) == [name for name, _ in oracles.LADDER]
     assert [shift for shift, _ in profiles["true depth"]] == list(oracles.SHIFTS_PX)
     assert "| true depth | " in (tmp_path / "all" / "unsup3d_oracles.md").read_text().split("moved sideways")[1]
+    assert "| share lower | 0.00 |" in (tmp_path / "all" / "unsup3d_oracles.md").read_text()
     assert oracles.main(small + ["--given", "depth,albedo,light", "--out", str(tmp_path / "one")]) == 0
     table = (tmp_path / "one" / "unsup3d_oracles.md").read_text()
     curve_table, profile_table = table.split("moved sideways")
@@ -234,9 +241,10 @@ def test_unsup3d_oracles_levers_change_the_training_they_name(tmp_path):
     assert -0.09 < centre < -0.05  # the bump brings the face's centre towards the camera
     small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
     assert oracles.main(small + ["--lever", "flip 2:lam_flip=2", "--lever", "view x10:lr_view=10",
-                                 "--lever", "noise:view_noise_deg=3,view_noise_px=0.5", "--out", str(tmp_path)]) == 0
+                                 "--lever", "noise:view_noise_deg=3,view_noise_px=0.5",
+                                 "--lever", "fine:canonical_scale=2", "--out", str(tmp_path)]) == 0
     curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
-    assert list(curves) == ["unsup3d, nothing given", "flip 2", "view x10", "noise"]
+    assert list(curves) == ["unsup3d, nothing given", "flip 2", "view x10", "noise", "fine"]
     assert curves["flip 2"][-1]["step"] == 2
     for bad in (["--lever", "a:lam_flip=2", "--given", ""], ["--resolution", "48"]):
         with pytest.raises(SystemExit):

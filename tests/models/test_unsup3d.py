@@ -151,12 +151,39 @@ def test_config_rejects_bad_values():
         unsup3d.Unsup3dConfig(mutual=1.5)
     with pytest.raises(ValueError, match="view_noise_px"):
         unsup3d.Unsup3dConfig(view_noise_px=-1)
+    with pytest.raises(ValueError, match="canonical_scale"):
+        unsup3d.Unsup3dConfig(canonical_scale=3)
+
+
+def test_finer_canonical_maps_are_decoded_at_their_size_and_area_averaged_to_the_image():
+    torch.manual_seed(3)
+    model = unsup3d.Unsup3d(small_config(canonical_scale=2))
+    image = torch.rand(2, 3, 16, 16)
+    parts = model.decompose(image)
+    assert parts["depth"].shape == (2, 1, 32, 32) and parts["albedo"].shape == (2, 3, 32, 32)
+    assert model.confidence(image).shape == (2, 2, 16, 16)  # the loss is at the image's resolution
+    # at the identity view each fine ray sees its own canonical pixel: the image is the canonical image's 2x2 mean
+    depth = 1 + 0.02 * torch.randn(2, 1, 32, 32)
+    albedo, light = torch.rand(2, 3, 32, 32), torch.tensor([[0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.2, -0.1]]).repeat(2, 1)
+    out = unsup3d.reconstruct(depth, albedo, light, torch.zeros(2, 6), size=16)
+    canon = torch.nn.functional.avg_pool2d(unsup3d.canonical_image(depth, albedo, light), 2)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    assert out["image"].shape == (2, 3, 16, 16)
+    assert torch.allclose(out["image"][inner], canon[inner], atol=1e-3)
+    assert torch.allclose(out["depth"][inner], torch.nn.functional.avg_pool2d(depth, 2)[inner], atol=1e-3)
+    assert out["mask"][inner].min() == 1
+    total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], parts["view"], image,
+                                         model.confidence(image), model.cfg)
+    total.backward()  # differentiable through the area average
+    assert model.albedo_net.net[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="size=12"):
+        unsup3d.reconstruct(depth, albedo, light, torch.zeros(2, 6), size=12)
 
 
 def test_view_noise_is_uniform_within_its_bounds_in_degrees_and_pixels():
     cfg = unsup3d.Unsup3dConfig(resolution=32, view_noise_deg=3.0, view_noise_px=0.5)
     noise = unsup3d.view_noise(cfg, 4096, torch.Generator().manual_seed(0))
-    pixel = 2 * math.tan(math.radians(5)) / 32  # one canonical pixel at depth 1, fov 10 degrees
+    pixel = 2 * math.tan(math.radians(5)) / 32  # one image pixel at depth 1, fov 10 degrees
     angles, shift = noise[:, :3].abs(), noise[:, 3:5].abs()
     assert angles.max() <= math.radians(3) and angles.max() > 0.99 * math.radians(3)
     assert angles.mean().item() == pytest.approx(math.radians(1.5), rel=0.05)  # uniform: mean |x| = half the bound
