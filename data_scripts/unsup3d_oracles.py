@@ -54,12 +54,17 @@ from helpers.models.semantics import true_semantics
 PARTS = ("depth", "albedo", "light")
 NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
-          "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int}
+          "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
+          "loss_border": int}
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
 TRUTH_ROW = "the truth in its true view (no training)"
 FIT_ROW = "per-image view fit (no network, from frontal), true depth, albedo and light"
+FIT_WINDOW_PX = 3
+FIT_VARIANTS = {FIT_ROW: "rendered",  # fit_views' `pixels`: which pixels its loss counts
+                "the same fit, loss on the pixels the true view renders (an oracle mask)": "true view",
+                f"the same fit, loss without the {FIT_WINDOW_PX} px along each edge": FIT_WINDOW_PX}
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
           ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
 
@@ -182,7 +187,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
                                 lr=args.lr, lam_flip=lever.get("lam_flip", 0.5),
                                 view_noise_deg=lever.get("view_noise_deg", 0.0),
                                 view_noise_px=lever.get("view_noise_px", 0.0),
-                                canonical_scale=lever.get("canonical_scale", 1))
+                                canonical_scale=lever.get("canonical_scale", 1),
+                                loss_border=lever.get("loss_border", 0))
     model = unsup3d.Unsup3d(cfg)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
@@ -213,37 +219,54 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     return curve, translation_profile(model, test, given, lever)
 
 
-def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch.Tensor, fov: float = 10.0
-                ) -> torch.Tensor:
-    """[B] plain L1 of each face's reconstruction from the true depth, albedo and light in `view`."""
+def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch.Tensor, fov: float = 10.0,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] plain L1 of each face's reconstruction from the true depth, albedo and light in `view`, over the pixels it
+    renders (or over `pixels` [B, 1, R, R] if given)."""
     rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
-    mask = rec["mask"]
+    mask = rec["mask"] if pixels is None else pixels
     return ((rec["image"] - image).abs() * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)).clamp_min(1))
 
 
 @torch.no_grad()
 def line_to_truth(test: dict[str, torch.Tensor], view: torch.Tensor, fov: float = 10.0) -> list[list[float]]:
     """The straight line from fitted views to the true ones, view + t (true - view) for t in LINE_STEPS:
-    [[t, mean L1, share of faces whose L1 is below their own at t = 0], ...]."""
+    [[t, mean L1, share of faces whose L1 is below their own at t = 0, mean L1 on the pixels that both the fitted and
+    the true view render], ...]."""
     truth = true_parts(test)
     start = per_face_l1(truth, view, test["image"], fov)
+    both = [unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], v, fov)["mask"]
+            for v in (view, test["view"])]
     line = []
     for t in LINE_STEPS:
-        l1 = per_face_l1(truth, view + t * (test["view"] - view), test["image"], fov)
-        line.append([t, l1.mean().item(), (l1 < start).float().mean().item()])
+        moved = view + t * (test["view"] - view)
+        l1 = per_face_l1(truth, moved, test["image"], fov)
+        common = per_face_l1(truth, moved, test["image"], fov, pixels=both[0] * both[1])
+        line.append([t, l1.mean().item(), (l1 < start).float().mean().item(), common.mean().item()])
     return line
 
 
-def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0) -> dict:
+def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0,
+              pixels: str | int = "rendered") -> dict:
     """The view of each test face fitted alone (six free numbers per face) with the true depth, albedo and light;
-    with the line from the fitted views to the true ones ("line", see line_to_truth)."""
+    with the line from the fitted views to the true ones ("line", see line_to_truth). The loss counts the `pixels`
+    that the current view renders ("rendered", as unsup3d), those the true view renders ("true view": an oracle that
+    the faces' own edges do not move), or the rendered ones without N pixels along each edge (an int N)."""
+    if pixels not in ("rendered", "true view") and not isinstance(pixels, int):
+        raise ValueError(f"pixels={pixels!r}: expected 'rendered', 'true view' or a border width in pixels")
     truth = true_parts(test)
+    size = test["image"].shape[-1]
+    with torch.no_grad():
+        true_mask = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], test["view"], fov)["mask"]
     view = torch.zeros(test["image"].shape[0], 6, requires_grad=True)
     optimizer = torch.optim.Adam([view], lr=lr)
     start = time.perf_counter()
     for _ in range(steps):
         rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
-        loss = ((rec["image"] - test["image"]).abs() * rec["mask"]).sum() / rec["mask"].sum().clamp_min(1)
+        mask = true_mask if pixels == "true view" else rec["mask"]
+        if isinstance(pixels, int) and pixels:
+            mask = mask * unsup3d.central_window(size, pixels, mask)
+        loss = ((rec["image"] - test["image"]).abs() * mask).sum() / mask.sum().clamp_min(1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -275,9 +298,10 @@ def markdown(results: dict, whole_curves: bool = False, first_column: str = "giv
     if line:
         lines += ["", "The per-image fit's views moved along the straight line to the true views, view + t (true − "
                   "view): mean test L1, and the share of faces whose L1 is below their own at the fitted view:", "",
-                  "| t | " + " | ".join(f"{t:.1f}" for t, _, _ in line) + " |", "| --- |" + " --- |" * len(line),
-                  "| test L1 | " + " | ".join(f"{l1:.4f}" for _, l1, _ in line) + " |",
-                  "| share lower | " + " | ".join(f"{share:.2f}" for _, _, share in line) + " |"]
+                  "| t | " + " | ".join(f"{t:.1f}" for t, *_ in line) + " |", "| --- |" + " --- |" * len(line),
+                  "| test L1 | " + " | ".join(f"{l1:.4f}" for _, l1, _, _ in line) + " |",
+                  "| share lower | " + " | ".join(f"{share:.2f}" for _, _, share, _ in line) + " |",
+                  "| test L1, pixels rendered at both ends | " + " | ".join(f"{c:.4f}" for *_, c in line) + " |"]
     return "\n".join(lines) + "\n"
 
 
@@ -337,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         results["variants"][label], results["translation_profiles"][label] = train_with_oracles(
             given, train, test, args, n, lever=lever)
     if args.given is None and not levers:
-        print(FIT_ROW, flush=True)
-        results["variants"][FIT_ROW] = [fit_views(test)]
+        for name, pixels in FIT_VARIANTS.items():
+            print(name, flush=True)
+            results["variants"][name] = [fit_views(test, pixels=pixels)]
     results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))

@@ -75,6 +75,7 @@ class Unsup3dConfig:
     view_noise_deg: float = 0.0  # training only: uniform noise on the predicted angles (0 = unsup3d; see view_noise)
     view_noise_px: float = 0.0  # training only: uniform noise on the x/y translation, image pixels at depth 1
     canonical_scale: int = 1  # canonical depth and albedo at this multiple of `resolution`, area-averaged (1 = unsup3d)
+    loss_border: int = 0  # pixels along the image's edges left out of the photometric loss (0 = unsup3d)
 
     def __post_init__(self) -> None:
         errors = []
@@ -84,6 +85,8 @@ class Unsup3dConfig:
                                                       self.depth_resolution & (self.depth_resolution - 1) == 0):
             errors.append(f"depth_resolution={self.depth_resolution}: must be None or a power of two in "
                           f"4..resolution")
+        if not 0 <= self.loss_border < self.resolution // 4:
+            errors.append(f"loss_border={self.loss_border}: must be in 0..{self.resolution // 4 - 1}")
         if self.canonical_scale not in (1, 2, 4):
             errors.append(f"canonical_scale={self.canonical_scale}: must be 1, 2 or 4")
         if self.width < 1 or self.zdim < 1:
@@ -335,6 +338,14 @@ def photometric_loss(image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor)
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
+def central_window(size: int, border: int, like: Tensor) -> Tensor:
+    """[1, 1, size, size]: 1 except on the `border` outermost pixels of every edge, where a turned view looks past
+    the canonical maps' edge (their pixels leave the rendered mask, which the loss's gradient does not see)."""
+    window = like.new_zeros(1, 1, size, size)
+    window[..., border:size - border, border:size - border] = 1
+    return window
+
+
 def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, image: Tensor, sigma: Tensor,
                    cfg: Unsup3dConfig) -> tuple[Tensor, Tensor, Tensor]:
     """unsup3d's objective for one batch: the photometric loss of the reconstruction plus `lam_flip` x that of the
@@ -343,6 +354,8 @@ def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, i
     both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]), light.repeat(2, 1),
                        view.repeat(2, 1), cfg.fov, size=image.shape[-1])
     mask = both["mask"].detach()
+    if cfg.loss_border:
+        mask = mask * central_window(image.shape[-1], cfg.loss_border, mask)
     l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
     l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
     return l1 + cfg.lam_flip * l1_flip, l1, l1_flip
@@ -523,7 +536,8 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "photometric_loss", "symmetric_loss",
+    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "photometric_loss", "central_window",
+    "symmetric_loss",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",

@@ -141,11 +141,16 @@ def test_unsup3d_oracles_truth_redraws_the_render_and_fixes_the_view():
     fitted = oracles.fit_views(test, steps=100)
     assert fitted["yaw_corr"] > 0.8 and fitted["l1"] < frontal
     line = fitted["line"]  # from the fitted views (t = 0) to the true ones (t = 1)
-    assert [t for t, _, _ in line] == list(oracles.LINE_STEPS)
+    assert [t for t, *_ in line] == list(oracles.LINE_STEPS)
     own = oracles.per_face_l1(truth, test["view"], test["image"]).mean().item()  # the truth's mean L1 per face
     assert line[0][2] == 0 and line[-1][1] == pytest.approx(own, rel=1e-5) and own < line[0][1]
     zero = oracles.line_to_truth(test, test["view"])  # starting at the truth, the line stays there
-    assert all(l1 == pytest.approx(own, rel=1e-5) and share == 0 for _, l1, share in zero)
+    assert all(l1 == pytest.approx(own, rel=1e-5) == common and share == 0 for _, l1, share, common in zero)
+    oracle = oracles.fit_views(test, steps=100, pixels="true view")
+    windowed = oracles.fit_views(test, steps=100, pixels=3)
+    assert oracle["yaw_corr"] > 0.8 and windowed["yaw_corr"] > 0.8 and oracle["yaw_std"] != fitted["yaw_std"]
+    with pytest.raises(ValueError, match="pixels="):
+        oracles.fit_views(test, steps=1, pixels="all")
     terms = oracles.objective_terms({**truth, "view": test["view"]}, test["image"], 10.0)
     flipped = oracles.reconstruction_l1({**truth, "view": test["view"], "depth": truth["depth"].flip(3),
                                          "albedo": truth["albedo"].flip(3)}, test["image"], 10.0)
@@ -161,7 +166,7 @@ def test_unsup3d_oracles_writes_the_ladder_and_one_variant(tmp_path):
     small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
     assert oracles.main(small + ["--out", str(tmp_path / "all")]) == 0
     ladder = json.loads((tmp_path / "all" / "unsup3d_oracles.json").read_text())["variants"]
-    assert list(ladder) == [oracles.TRUTH_ROW, *(name for name, _ in oracles.LADDER), oracles.FIT_ROW]
+    assert list(ladder) == [oracles.TRUTH_ROW, *(name for name, _ in oracles.LADDER), *oracles.FIT_VARIANTS]
     assert [p["step"] for p in ladder["true depth"]] == [0, 2]
     assert ladder[oracles.TRUTH_ROW][0]["yaw_corr"] > 0.999  # the truth's own view
     profiles = json.loads((tmp_path / "all" / "unsup3d_oracles.json").read_text())["translation_profiles"]
