@@ -153,6 +153,27 @@ def test_config_rejects_bad_values():
         unsup3d.Unsup3dConfig(view_noise_px=-1)
     with pytest.raises(ValueError, match="canonical_scale"):
         unsup3d.Unsup3dConfig(canonical_scale=3)
+    with pytest.raises(ValueError, match="loss_border"):
+        unsup3d.Unsup3dConfig(resolution=32, loss_border=8)
+
+
+def test_loss_border_leaves_the_edge_pixels_out_of_both_photometric_terms():
+    window = unsup3d.central_window(6, 2, torch.zeros(1))
+    assert window.shape == (1, 1, 6, 6) and window.sum() == 4 and window[0, 0, 2:4, 2:4].min() == 1
+    torch.manual_seed(4)
+    cfg = small_config(loss_border=3)
+    depth, albedo = 1 + 0.02 * torch.randn(2, 1, 16, 16), torch.rand(2, 3, 16, 16)
+    light, view = torch.tensor([[0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.0, -0.1]]).repeat(2, 1), torch.zeros(2, 6)
+    image, sigma = torch.rand(2, 3, 16, 16), 0.5 + torch.rand(2, 2, 16, 16)
+    total, l1, l1_flip = unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, cfg)
+    rec = unsup3d.reconstruct(depth, albedo, light, view)
+    inner = rec["mask"] * unsup3d.central_window(16, 3, rec["mask"])
+    assert torch.allclose(l1, unsup3d.photometric_loss(rec["image"], image, inner, sigma[:, 0:1]))
+    changed = image.clone()
+    changed[..., :3] = 1 - changed[..., :3]  # only the left border's pixels change
+    assert torch.allclose(unsup3d.symmetric_loss(depth, albedo, light, view, changed, sigma, cfg)[0], total)
+    assert not torch.allclose(unsup3d.symmetric_loss(depth, albedo, light, view, changed, sigma, small_config())[0],
+                              unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, small_config())[0])
 
 
 def test_finer_canonical_maps_are_decoded_at_their_size_and_area_averaged_to_the_image():
