@@ -309,9 +309,12 @@ def _reconstruct(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, fov
         raise ValueError(f"size={size}: the canonical maps ({fine} px) must be a multiple of it")
     k = fine // size
     cover = F.avg_pool2d(hit, k)
-    area = lambda x: F.avg_pool2d(x * hit, k) / cover.clamp_min(1 / k ** 2)  # noqa: E731  mean over the hits
-    depth_seen = torch.where(cover > 0, area(out["depth"]), F.avg_pool2d(out["depth"], k))
-    return {"image": area(out["image"]), "mask": cover, "depth": depth_seen}
+
+    def mean_over_hits(x: Tensor) -> Tensor:
+        return F.avg_pool2d(x * hit, k) / cover.clamp_min(1 / k ** 2)
+
+    depth_seen = torch.where(cover > 0, mean_over_hits(out["depth"]), F.avg_pool2d(out["depth"], k))
+    return {"image": mean_over_hits(out["image"]), "mask": cover, "depth": depth_seen}
 
 
 def canonical_pixel(cfg: Unsup3dConfig) -> float:
@@ -323,8 +326,8 @@ def view_noise(cfg: Unsup3dConfig, n: int, generator: torch.Generator | None = N
                device: torch.device | str = "cpu") -> Tensor:
     """[n, 6] uniform noise for predicted views during training: +-view_noise_deg on yaw, pitch, roll (radians),
     +-view_noise_px image pixels at depth 1 on the x and y translation, none on z. Not in unsup3d: the objective
-    averaged over nearby views (randomised smoothing), against the sharp minimum at pixel-exact alignment that holds
-    the view frontal at 32 px (book/training.md)."""
+    averaged over nearby views (randomised smoothing); at 32 px it lets the view network read more of each turn
+    (book/training.md)."""
     scale = torch.tensor([math.radians(cfg.view_noise_deg)] * 3 + [cfg.view_noise_px * canonical_pixel(cfg)] * 2
                          + [0.0])
     return ((torch.rand(n, 6, generator=generator) * 2 - 1) * scale).to(device)
