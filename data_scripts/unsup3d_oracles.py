@@ -56,6 +56,7 @@ NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
           "loss_border": int}
+CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border")  # config fields
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
@@ -184,11 +185,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     lever = lever or {}
     torch.manual_seed(args.seed)
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
-                                lr=args.lr, lam_flip=lever.get("lam_flip", 0.5),
-                                view_noise_deg=lever.get("view_noise_deg", 0.0),
-                                view_noise_px=lever.get("view_noise_px", 0.0),
-                                canonical_scale=lever.get("canonical_scale", 1),
-                                loss_border=lever.get("loss_border", 0))
+                                lr=args.lr, **{k: v for k, v in lever.items() if k in CONFIG_LEVERS})
     model = unsup3d.Unsup3d(cfg)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
@@ -207,10 +204,8 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
-        view = parts["view"]
-        if cfg.view_noise_deg or cfg.view_noise_px:
-            view = view + unsup3d.view_noise(cfg, args.batch, order)
-        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, image,
+        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
+                                            unsup3d.noisy_view(cfg, parts["view"], order), image,
                                             model.confidence(image), cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -234,16 +229,16 @@ def line_to_truth(test: dict[str, torch.Tensor], view: torch.Tensor, fov: float 
     [[t, mean L1, share of faces whose L1 is below their own at t = 0, mean L1 on the pixels that both the fitted and
     the true view render], ...]."""
     truth = true_parts(test)
-    start = per_face_l1(truth, view, test["image"], fov)
-    both = [unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], v, fov)["mask"]
+    ends = [unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], v, fov)["mask"]
             for v in (view, test["view"])]
-    line = []
+    points = []
     for t in LINE_STEPS:
         moved = view + t * (test["view"] - view)
-        l1 = per_face_l1(truth, moved, test["image"], fov)
-        common = per_face_l1(truth, moved, test["image"], fov, pixels=both[0] * both[1])
-        line.append([t, l1.mean().item(), (l1 < start).float().mean().item(), common.mean().item()])
-    return line
+        points.append((t, per_face_l1(truth, moved, test["image"], fov),
+                       per_face_l1(truth, moved, test["image"], fov, pixels=ends[0] * ends[1])))
+    start = points[0][1]  # LINE_STEPS starts at t = 0, the fitted views
+    return [[t, l1.mean().item(), (l1 < start).float().mean().item(), common.mean().item()]
+            for t, l1, common in points]
 
 
 def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01, fov: float = 10.0,
@@ -256,8 +251,9 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
         raise ValueError(f"pixels={pixels!r}: expected 'rendered', 'true view' or a border width in pixels")
     truth = true_parts(test)
     size = test["image"].shape[-1]
-    with torch.no_grad():
-        true_mask = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], test["view"], fov)["mask"]
+    if pixels == "true view":
+        with torch.no_grad():
+            true_mask = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], test["view"], fov)["mask"]
     view = torch.zeros(test["image"].shape[0], 6, requires_grad=True)
     optimizer = torch.optim.Adam([view], lr=lr)
     start = time.perf_counter()

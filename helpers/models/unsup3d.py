@@ -333,6 +333,13 @@ def view_noise(cfg: Unsup3dConfig, n: int, generator: torch.Generator | None = N
     return ((torch.rand(n, 6, generator=generator) * 2 - 1) * scale).to(device)
 
 
+def noisy_view(cfg: Unsup3dConfig, view: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """view [B, 6] plus `view_noise` during training; unchanged (and no random numbers drawn) without view noise."""
+    if not (cfg.view_noise_deg or cfg.view_noise_px):
+        return view
+    return view + view_noise(cfg, view.shape[0], generator, view.device)
+
+
 def photometric_loss(image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
     """unsup3d's confidence-weighted L1 (a Laplacian likelihood): mean over mask of |I - I_hat| sqrt(2) / sigma +
     log sigma, per channel."""
@@ -438,10 +445,8 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
             depth = torch.where(pick, depth[partner], depth)
             albedo = torch.where(pick, albedo[partner], albedo)
             sigma = torch.where(pick, model.confidence(image, image[partner]), sigma)
-        view = parts["view"]
-        if cfg.view_noise_deg or cfg.view_noise_px:
-            view = view + view_noise(cfg, batch_size, device=device)
-        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], view, image, sigma, cfg)
+        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], noisy_view(cfg, parts["view"]), image,
+                                            sigma, cfg)
         logs = {"l1": l1.detach(), "l1_flip": l1_flip.detach(), "swapped": swapped.float().mean()}
         if cfg.yaw_augment > 0:
             logs["augmented"] = torch.tensor(float(n_aug))
@@ -539,7 +544,7 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "photometric_loss", "central_window",
+    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss", "central_window",
     "symmetric_loss",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
