@@ -24,8 +24,16 @@ uniform noise added to the predicted view during training only, up to `view_nois
 `view_noise_px` image pixels on the x and y translation (`unsup3d.view_noise`: the objective averaged over nearby
 views, randomised smoothing of the sharp minimum `translation_profile` shows), and canonical depth and albedo decoded
 at `canonical_scale` times the image's resolution, rendered one ray per canonical pixel and area-averaged to the
-image (so that no view samples the canonical maps pixel-exactly at the image's resolution); with `--resolution` the
-renders and the model are at that size.
+image (so that no view samples the canonical maps pixel-exactly at the image's resolution), the pixels near the edges
+left out of the loss (`loss_border`), the confidence maps replaced by 1 (`fixed_sigma=1`, unsup3d's ablation without
+confidence), paper 004's mutual reconstruction with the next image of the batch (`mutual`, its probability), the
+same with each face's partner the same face rendered in another view (`twin_mutual`: a multi-view signal no
+single-image method has, an oracle of its own kind), the loss counted on the head's pixels only (`head_loss=1`:
+the true foreground mask, an oracle) or on the pixels that are head in at least half the training renders
+(`average_head_loss=1`: one fixed window, no per-image truth); with `--resolution` the renders and the model are at
+that size. Every evaluation also gives the yaw signal (`yaw_signal`): how well the gradient of the objective with
+respect to each face's predicted yaw points to its true yaw; and each run scores it for the truth itself by pixel
+group (`truth_signal`), from the frontal view and from half the true one.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -55,8 +63,9 @@ PARTS = ("depth", "albedo", "light")
 NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
-          "loss_border": int}
-CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border")  # config fields
+          "loss_border": int, "fixed_sigma": int, "mutual": float, "twin_mutual": float,
+          "head_loss": int, "average_head_loss": int}
+CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual")
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
@@ -110,6 +119,32 @@ def constrain(parts: dict[str, torch.Tensor], lever: dict, cfg: unsup3d.Unsup3dC
     return parts
 
 
+def twin_images(args, views: torch.Tensor) -> torch.Tensor:
+    """The training faces, each rendered in the view of another training face (a fixed shuffle): the same
+    identity, expression, light and background seen from two views."""
+    other = torch.randperm(len(views), generator=torch.Generator().manual_seed(args.seed))
+    return training_faces(args).batch(range(args.train), views=views[other])["image"]
+
+
+def training_faces(args) -> SynthFaces:
+    """The training renders' dataset (seed 11; the test renders use seed 12)."""
+    return SynthFaces(resolution=args.resolution, seed=11, length=args.train)
+
+
+def average_head(train: dict) -> torch.Tensor:
+    """[1, 1, R, R] the pixels that are head in at least half the training renders: one fixed window for every
+    face, no per-image truth (`average_head_loss`)."""
+    return ((train["mask"] > 0.5).float().mean(0, keepdim=True) >= 0.5).float()
+
+
+def sigma_maps(model: unsup3d.Unsup3d, image: torch.Tensor, lever: dict | None = None) -> torch.Tensor:
+    """The model's confidence maps [B, 2, R, R], or 1 everywhere with the `fixed_sigma` lever (unsup3d's ablation
+    without confidence: the plain L1 times sqrt(2))."""
+    if (lever or {}).get("fixed_sigma"):
+        return image.new_ones(image.shape[0], 2, *image.shape[-2:])
+    return model.confidence(image)
+
+
 def decompose(model: unsup3d.Unsup3d, image: torch.Tensor, truth: dict[str, torch.Tensor], given: tuple[str, ...],
               neutral_light: bool = False, lever: dict | None = None):
     """The model's decomposition (changed by `lever`) with the `given` parts replaced by the truth (the light by
@@ -150,7 +185,7 @@ def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], g
     x-translations of SHIFTS_PX image pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
     model.eval()
     parts = decompose(model, test["image"], true_parts(test), given, lever=lever)
-    sigma = model.confidence(test["image"])
+    sigma = sigma_maps(model, test["image"], lever)
     model.train()
     profile = []
     for shift in SHIFTS_PX:
@@ -168,13 +203,57 @@ def truth_point(test: dict[str, torch.Tensor], fov: float = 10.0) -> dict:
     return {"step": 0, "seconds": 0.0, **objective_terms(parts, test["image"], fov), **view_scores(test["view"], test)}
 
 
+def yaw_signal(parts: dict[str, torch.Tensor], view: torch.Tensor, test: dict[str, torch.Tensor],
+               pixels: torch.Tensor | None = None, fov: float = 10.0) -> float:
+    """How well the first-order signal points to the true yaw: the correlation over faces of -dL/dyaw (L = the plain
+    L1 + ½ flip L1 of `objective_terms`, summed over faces, at `view`, on the rendered pixels or those of them in
+    `pixels` [B, 1, R, R]) with the true yaw. 1: every face's gradient step turns it towards its true yaw in
+    proportion; 0: no information."""
+    view = view.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = 0.0
+        for flip, weight in ((False, 1.0), (True, 0.5)):
+            depth, albedo = parts["depth"].detach(), parts["albedo"].detach()
+            if flip:
+                depth, albedo = depth.flip(3), albedo.flip(3)
+            rec = unsup3d.reconstruct(depth, albedo, parts["light"].detach(), view, fov, size=test["image"].shape[-1])
+            mask = rec["mask"].detach() * (1 if pixels is None else pixels)
+            error = ((rec["image"] - test["image"]).abs() * mask).sum((1, 2, 3))
+            loss = loss + weight * (error / (3 * mask.sum((1, 2, 3)).clamp_min(1))).sum()
+        grad, = torch.autograd.grad(loss, view)
+    return torch.corrcoef(torch.stack([-grad[:, 0], test["view"][:, 0]]))[0, 1].item()
+
+
+def pixel_groups(test: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Masks [B, 1, R, R] of the renders' pixels: the head's interior, its silhouette (±1 px), the background, the
+    3 px along the image's edges, and the rest."""
+    head = (test["mask"] > 0.5).float()
+    ones = torch.ones(1, 1, 3, 3)
+    neighbours = torch.nn.functional.conv2d(head, ones, padding=1)
+    silhouette = ((neighbours > 0) & (neighbours < 9)).float()
+    edges = 1 - unsup3d.central_window(head.shape[-1], FIT_WINDOW_PX, head)
+    return {"all": torch.ones_like(head), "head interior": head * (1 - silhouette), "silhouette": silhouette,
+            "background": (1 - head) * (1 - silhouette), f"{FIT_WINDOW_PX} px along the edges": edges.expand_as(head),
+            f"all but the {FIT_WINDOW_PX} px along the edges": (1 - edges).expand_as(head)}
+
+
+def truth_signal(test: dict[str, torch.Tensor], fov: float = 10.0) -> dict[str, dict[str, float]]:
+    """`yaw_signal` of the true depth, albedo and light, by pixel group, from the frontal view and from half way to
+    the true view."""
+    truth, groups = true_parts(test), pixel_groups(test)
+    starts = {"frontal view": torch.zeros_like(test["view"]), "half the true view": test["view"] / 2}
+    return {start: {name: yaw_signal(truth, view, test, pixels, fov) for name, pixels in groups.items()}
+            for start, view in starts.items()}
+
+
 @torch.no_grad()
 def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
              neutral_light: bool = False, lever: dict | None = None) -> dict[str, float]:
     model.eval()
     parts = decompose(model, test["image"], true_parts(test), given, neutral_light, lever)
     model.train()
-    return {**objective_terms(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test)}
+    return {**objective_terms(parts, test["image"], model.cfg.fov), **view_scores(parts["view"], test),
+            "yaw_signal": yaw_signal(parts, parts["view"], test, fov=model.cfg.fov)}
 
 
 def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0,
@@ -184,11 +263,15 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     translation_profile."""
     lever = lever or {}
     torch.manual_seed(args.seed)
+    fields = {k: v for k, v in lever.items() if k in CONFIG_LEVERS}
+    if lever.get("twin_mutual"):
+        fields["mutual"] = lever["twin_mutual"]  # the mutual confidence network, fed the twin
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
-                                lr=args.lr, **{k: v for k, v in lever.items() if k in CONFIG_LEVERS})
+                                lr=args.lr, **fields)
     model = unsup3d.Unsup3d(cfg)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
-                                   "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS])
+                                   "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS]
+                                 + ([{"params": model.mutual_confidence_net.parameters()}] if cfg.mutual else []))
     truth, n = true_parts(train), train["image"].shape[0]
     order = torch.Generator().manual_seed(args.seed)
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
@@ -204,14 +287,38 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         idx = torch.randint(0, n, (args.batch,), generator=order)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
+        sigma = sigma_maps(model, image, lever)
+        if cfg.mutual:
+            parts, sigma = swap_with_partners(model, parts, sigma, image, train, idx, lever, order)
+        head = None
+        if lever.get("head_loss"):
+            head = (train["mask"][idx] > 0.5).float()
+        elif lever.get("average_head_loss"):
+            head = average_head(train).expand(len(idx), -1, -1, -1)
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
-                                            unsup3d.noisy_view(cfg, parts["view"], order), image,
-                                            model.confidence(image), cfg)
+                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seconds += time.perf_counter() - start
     return curve, translation_profile(model, test, given, lever)
+
+
+def swap_with_partners(model: unsup3d.Unsup3d, parts: dict[str, torch.Tensor], sigma: torch.Tensor,
+                       image: torch.Tensor, train: dict, idx: torch.Tensor, lever: dict,
+                       generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Mutual reconstruction (paper 004, Sec. 3.2): with probability `cfg.mutual` each image takes the canonical
+    depth and albedo of a partner and the mutual confidence network's sigma maps; the partner is the next image of
+    the batch (the paper's), or with the `twin_mutual` lever the same face rendered in another view
+    (`train["twin_image"]`, not in the paper)."""
+    if lever.get("twin_mutual"):
+        partner_image = train["twin_image"][idx]
+        partner = model.decompose(partner_image)
+    else:
+        partner_image, partner = image.roll(1, 0), {k: parts[k].roll(1, 0) for k in ("depth", "albedo")}
+    swap = (torch.rand(image.shape[0], generator=generator) < model.cfg.mutual)[:, None, None, None]
+    parts = {**parts, **{k: torch.where(swap, partner[k], parts[k]) for k in ("depth", "albedo")}}
+    return parts, torch.where(swap, model.confidence(image, partner_image), sigma)
 
 
 def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch.Tensor, fov: float = 10.0,
@@ -276,13 +383,22 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
 def markdown(results: dict, whole_curves: bool = False, first_column: str = "given from the truth") -> str:
     """The table: each variant's last evaluation, or every evaluation with `whole_curves`."""
     lines = [f"| {first_column} | steps | seconds | test L1 | flip L1 | L1 + ½ flip | yaw corr | pitch corr | "
-             "predicted yaw std (°) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "predicted yaw std (°) | yaw signal |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, curve in results["variants"].items():
         for point in curve if whole_curves else curve[-1:]:
+            signal = f"{point['yaw_signal']:.2f}" if "yaw_signal" in point else ""
             lines.append(f"| {name} | {point['step']} | {point['seconds']:.0f} | {point['l1']:.4f} | "
                          f"{point['l1_flip']:.4f} | {point['objective']:.4f} | {point['yaw_corr']:.3f} | "
-                         f"{point['pitch_corr']:.3f} | {point['yaw_std']:.1f} |")
-    lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}.")
+                         f"{point['pitch_corr']:.3f} | {point['yaw_std']:.1f} | {signal} |")
+    lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}. Yaw signal: the "
+                 "correlation over test faces of −∂(L1 + ½ flip L1)/∂yaw at the predicted view with the true "
+                 "yaw (`yaw_signal`).")
+    if results.get("truth_signal"):
+        groups = list(next(iter(results["truth_signal"].values())))
+        lines += ["", "The yaw signal of the true depth, albedo and light, by the pixels the loss counts:", "",
+                  "| view | " + " | ".join(groups) + " |", "| --- |" + " --- |" * len(groups)]
+        for start, row in results["truth_signal"].items():
+            lines.append(f"| {start} | " + " | ".join(f"{row[g]:.2f}" for g in groups) + " |")
     if results.get("translation_profiles"):
         lines += ["", "Each trained model's objective (confidence-weighted, as trained) on the test renders with its "
                   "predicted views moved sideways by a fraction of an image pixel:", "",
@@ -334,8 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 0 for n in neutral) or (neutral != [0] and (args.given is None or "light" in args.given)):
         raise SystemExit("--neutral-light-steps: step counts >= 0, with --given and without the true light")
     torch.set_num_threads(args.threads)
-    train = SynthFaces(resolution=args.resolution, seed=11, length=args.train).batch(range(args.train))
+    train = training_faces(args).batch(range(args.train))
     test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
+    if any(lever.get("twin_mutual") for _, lever in levers):
+        train["twin_image"] = twin_images(args, train["view"])
     settings = (f"{args.resolution} px, width {args.width}, {args.steps} steps of {args.batch}, lr {args.lr}, "
                 f"{args.train} training / {args.test} test renders, seed {args.seed}, "
                 f"{torch.get_num_threads()} threads")
@@ -361,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             print(name, flush=True)
             results["variants"][name] = [fit_views(test, pixels=pixels)]
     results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
+    results["truth_signal"] = truth_signal(test)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
     table = markdown(results, whole_curves=args.given is not None,

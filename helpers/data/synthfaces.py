@@ -722,17 +722,23 @@ class SynthFaces(Dataset):
         factors = torch.stack([f[name] for name in FACTOR_NAMES], 1).float()
         return {"factors": factors, "attributes": attributes_from_factors(f), "view": view, "light": light}
 
-    def batch(self, indices) -> dict[str, Tensor]:
-        """Render faces `indices` at once (vectorised); same keys as an item with a batch dimension first."""
+    def batch(self, indices, views: Tensor | None = None) -> dict[str, Tensor]:
+        """Render faces `indices` at once (vectorised); same keys as an item with a batch dimension first. `views`
+        [B, 6] renders the same faces (identity, expression, light, background) in those views instead of their own."""
         indices = [int(i) for i in indices]
+        if views is not None and tuple(views.shape) != (len(indices), 6):
+            raise ValueError(f"views: expected shape ({len(indices)}, 6), one view per index; got {tuple(views.shape)}")
         chunk = max(1, self.CHUNK_PIXELS // self.resolution ** 2)  # bounded memory, warm caches
         if len(indices) > chunk:
-            parts = [self._batch(indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
+            parts = [self._batch(indices[i:i + chunk], None if views is None else views[i:i + chunk])
+                     for i in range(0, len(indices), chunk)]
             return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        return self._batch(indices)
+        return self._batch(indices, views)
 
-    def _batch(self, indices: list[int]) -> dict[str, Tensor]:
+    def _batch(self, indices: list[int], views: Tensor | None = None) -> dict[str, Tensor]:
         r, f, colours, view, light = self._sample(indices)
+        if views is not None:
+            view = views.float()
         canon = draw_faces(f, colours, r, self.resolution)
         background = background_images(colours, r, self.resolution)
         out = render(canon["depth"], canon["albedo"], light, view, labels=canon["labels"], background=background,

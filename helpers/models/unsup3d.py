@@ -357,15 +357,18 @@ def central_window(size: int, border: int, like: Tensor) -> Tensor:
 
 
 def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, image: Tensor, sigma: Tensor,
-                   cfg: Unsup3dConfig) -> tuple[Tensor, Tensor, Tensor]:
+                   cfg: Unsup3dConfig, pixels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """unsup3d's objective for one batch: the photometric loss of the reconstruction plus `lam_flip` x that of the
-    reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]); returns (total, l1, l1_flip)."""
+    reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]); returns (total, l1, l1_flip).
+    `pixels` [B, 1, R, R] (measurements only) restricts both terms to those pixels of the image."""
     b = image.shape[0]
     both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]), light.repeat(2, 1),
                        view.repeat(2, 1), cfg.fov, size=image.shape[-1])
     mask = both["mask"].detach()
     if cfg.loss_border:
         mask = mask * central_window(image.shape[-1], cfg.loss_border, mask)
+    if pixels is not None:
+        mask = mask * pixels.repeat(2, 1, 1, 1)
     l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
     l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
     return l1 + cfg.lam_flip * l1_flip, l1, l1_flip

@@ -141,6 +141,21 @@ def test_views_cover_the_pose_range():
     assert view[:, 1].rad2deg().abs().max() <= 20.001
 
 
+def test_batch_in_other_views_keeps_the_face(ds32):
+    own = ds32.batch([4, 9])
+    _assert_same(ds32.batch([4, 9], views=own["view"]), own)  # its own views: the same renders
+    views = torch.zeros(2, 6)  # both frontal
+    other = ds32.batch([4, 9], views=views)
+    assert torch.equal(other["view"], views)
+    for key in ("albedo", "depth", "canonical_labels", "light", "factors", "attributes", "background"):
+        assert torch.equal(other[key], own[key]), key
+    assert (other["image"] - own["image"]).abs().mean() > 0.01  # a turned face seen from the front looks different
+    alone = ds32.batch([4], views=torch.zeros(1, 6))  # rows do not depend on the batch
+    assert torch.allclose(alone["image"][0], other["image"][0], atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        ds32.batch([4, 9], views=torch.zeros(3, 6))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         SynthFaces(resolution=8)

@@ -254,3 +254,62 @@ def test_unsup3d_oracles_levers_change_the_training_they_name(tmp_path):
     for bad in (["--lever", "a:lam_flip=2", "--given", ""], ["--resolution", "48"]):
         with pytest.raises(SystemExit):
             oracles.main(small + bad + ["--out", str(tmp_path / "bad")])
+
+
+def test_unsup3d_oracles_yaw_signal_follows_the_true_yaw():
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    batch = SynthFaces(resolution=32, seed=5, length=24).batch(range(24))
+    truth = oracles.true_parts(batch)
+    exact = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], batch["view"])["image"]
+    test = {"image": exact, "view": batch["view"]}  # images the unsup3d model draws exactly
+    frontal = torch.zeros_like(batch["view"])
+    signal = oracles.yaw_signal(truth, frontal, test)
+    assert signal > 0.3  # from the front, the gradient turns the faces towards their true yaw
+    mirrored = oracles.yaw_signal(truth, frontal, {**test, "view": -batch["view"]})
+    assert mirrored == pytest.approx(-signal, abs=1e-5)  # a correlation with the true yaw, nothing else
+    groups = oracles.pixel_groups(batch)
+    head = groups["head interior"] + groups["silhouette"] + groups["background"]
+    assert torch.equal(head, torch.ones_like(head))  # the three regions split every pixel
+    edges = [v for k, v in groups.items() if "edges" in k]
+    assert torch.equal(edges[0] + edges[1], torch.ones_like(head))
+    assert groups["silhouette"].sum() > 0 and groups["head interior"].sum() > groups["silhouette"].sum()
+    table = oracles.truth_signal({**batch, "image": exact})
+    assert list(table) == ["frontal view", "half the true view"] and set(table["frontal view"]) == set(groups)
+
+
+def test_unsup3d_oracles_mutual_levers_swap_depth_and_albedo():
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    from helpers.models import unsup3d
+    oracles = load_script("unsup3d_oracles")
+    model = unsup3d.Unsup3d(unsup3d.Unsup3dConfig(resolution=32, width=4, zdim=16, mutual=1.0))
+    faces = SynthFaces(resolution=32, seed=3, length=4).batch(range(4))
+    image, idx = faces["image"], torch.arange(4)
+    parts = model.decompose(image)
+    sigma = oracles.sigma_maps(model, image)
+    assert torch.equal(oracles.sigma_maps(model, image, {"fixed_sigma": 1}), torch.ones_like(sigma))
+    generator = torch.Generator().manual_seed(0)
+    swapped, mutual_sigma = oracles.swap_with_partners(model, parts, sigma, image, faces, idx, {}, generator)
+    assert torch.equal(swapped["depth"], parts["depth"].roll(1, 0))  # mutual = 1: always the next image's
+    assert torch.equal(swapped["albedo"], parts["albedo"].roll(1, 0))
+    assert torch.equal(swapped["view"], parts["view"]) and torch.equal(swapped["light"], parts["light"])
+    assert torch.allclose(mutual_sigma, model.confidence(image, image.roll(1, 0)))
+    twins = {**faces, "twin_image": image.flip(0)}
+    swapped, _ = oracles.swap_with_partners(model, parts, sigma, image, twins, idx, {"twin_mutual": 1.0}, generator)
+    assert torch.allclose(swapped["albedo"], model.decompose(image.flip(0))["albedo"])
+
+
+def test_unsup3d_oracles_new_levers_run_and_score_the_yaw_signal(tmp_path):
+    oracles = load_script("unsup3d_oracles")
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--lever", "nc:fixed_sigma=1", "--lever", "m:mutual=0.5",
+                                 "--lever", "t:twin_mutual=0.5", "--lever", "h:head_loss=1",
+                                 "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "unsup3d_oracles.json").read_text())
+    assert list(results["variants"]) == ["unsup3d, nothing given", "nc", "m", "t", "h"]
+    assert all("yaw_signal" in curve[-1] for curve in results["variants"].values())
+    assert set(results["truth_signal"]) == {"frontal view", "half the true view"}
+    assert "| frontal view |" in (tmp_path / "unsup3d_oracles.md").read_text()
