@@ -16,7 +16,7 @@ model can be compared on the objective; after training, each model's own objecti
 is scanned over an added x-translation of -1 to 1 pixel (`translation_profile`): how the loss changes when the
 rendered face moves by a fraction of a pixel. `--neutral-light-steps` tests a curriculum instead of an oracle: the
 light held at the light network's neutral start (ambient and diffuse 0.5, frontal) for the first N steps, learned
-after that. `--lever` runs unsup3d (nothing given) with one change of its training each
+after that. `--lever` runs unsup3d (nothing given, or the `--given` parts) with one change of its training each
 (`name:key=value,...`): per-network learning-rate multipliers (`lr_depth`, `lr_albedo`, `lr_light`, `lr_view`,
 `lr_confidence`), the flip term's weight (`lam_flip`), the canonical depth and albedo made exactly symmetric
 (`symmetric=1`), a fixed face-shaped bump of the given height subtracted from the canonical depth (`depth_bump`),
@@ -433,16 +433,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--neutral-light-steps", default="0", help="with --given: comma-separated step counts N, one run "
                    "each, the light held at NEUTRAL_LIGHT for the first N steps")
     p.add_argument("--lever", action="append", default=[], help="'name:key=value,...' (keys: "
-                   f"{', '.join(LEVERS)}): one run of unsup3d, nothing given, with that change, beside an unchanged "
-                   "run; repeatable, not with --given")
+                   f"{', '.join(LEVERS)}): one run of unsup3d (nothing given, or the --given parts) with that change, "
+                   "beside an unchanged run; repeatable, not with --neutral-light-steps")
     p.add_argument("--resolution", type=int, default=32, help="renders and model, a power of two >= 16")
     p.add_argument("--out", type=Path, default=Path("book/figures/curves"))
     args = p.parse_args(argv)
     levers = [parse_lever(text) for text in args.lever]
     if args.resolution < 16 or args.resolution & (args.resolution - 1):
         raise SystemExit(f"--resolution {args.resolution}: expected a power of two >= 16")
-    if levers and (args.given is not None or args.neutral_light_steps != "0"):
-        raise SystemExit("--lever: runs unsup3d with nothing given; not with --given or --neutral-light-steps")
+    if levers and args.neutral_light_steps != "0":
+        raise SystemExit("--lever: not with --neutral-light-steps")
     try:
         neutral = [int(n) for n in args.neutral_light_steps.split(",")]
     except ValueError:
@@ -465,9 +465,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
     if levers:
-        ladder = LADDER[:1]  # the unchanged run beside the levers
+        ladder = ladder[:1] if args.given is not None else LADDER[:1]  # the unchanged run beside the levers
     runs = [(name + (f", light held neutral for {n} steps" if n else ""), given, n, None)
-            for name, given in ladder for n in neutral] + [(name, (), 0, lever) for name, lever in levers]
+            for name, given in ladder for n in neutral] + [(name, ladder[0][1], 0, lever) for name, lever in levers]
     if args.given is None and not levers:
         results["variants"][TRUTH_ROW] = [truth_point(test)]
     for label, given, n, lever in runs:
@@ -482,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     results["truth_signal"] = truth_signal(test)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
-    table = markdown(results, whole_curves=args.given is not None,
-                     first_column="unsup3d, nothing given, changed by" if levers else "given from the truth")
+    table = markdown(results, whole_curves=args.given is not None and not levers,
+                     first_column=f"{ladder[0][0]}, changed by" if levers else "given from the truth")
     (args.out / "unsup3d_oracles.md").write_text(table)
     print(table)
     return 0

@@ -251,9 +251,13 @@ def test_unsup3d_oracles_levers_change_the_training_they_name(tmp_path):
     curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
     assert list(curves) == ["unsup3d, nothing given", "flip 2", "view x10", "noise", "fine"]
     assert curves["flip 2"][-1]["step"] == 2
-    for bad in (["--lever", "a:lam_flip=2", "--given", ""], ["--resolution", "48"]):
+    for bad in (["--lever", "a:lam_flip=2", "--given", "depth", "--neutral-light-steps", "1"], ["--resolution", "48"]):
         with pytest.raises(SystemExit):
             oracles.main(small + bad + ["--out", str(tmp_path / "bad")])
+    assert oracles.main(small + ["--given", "depth", "--lever", "h:head_loss=1", "--out", str(tmp_path / "given")]) == 0
+    given = json.loads((tmp_path / "given" / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(given) == ["true depth", "h"]  # the lever runs with the same part given
+    assert (tmp_path / "given" / "unsup3d_oracles.md").read_text().startswith("| true depth, changed by |")
 
 
 def test_unsup3d_oracles_yaw_signal_follows_the_true_yaw():
