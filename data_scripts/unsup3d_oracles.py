@@ -218,8 +218,7 @@ def yaw_signal(parts: dict[str, torch.Tensor], view: torch.Tensor, test: dict[st
                 depth, albedo = depth.flip(3), albedo.flip(3)
             rec = unsup3d.reconstruct(depth, albedo, parts["light"].detach(), view, fov, size=test["image"].shape[-1])
             mask = rec["mask"].detach() * (1 if pixels is None else pixels)
-            error = ((rec["image"] - test["image"]).abs() * mask).sum((1, 2, 3))
-            loss = loss + weight * (error / (3 * mask.sum((1, 2, 3)).clamp_min(1))).sum()
+            loss = loss + weight * masked_l1(rec["image"], test["image"], mask).sum()
         grad, = torch.autograd.grad(loss, view)
     return torch.corrcoef(torch.stack([-grad[:, 0], test["view"][:, 0]]))[0, 1].item()
 
@@ -273,6 +272,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS]
                                  + ([{"params": model.mutual_confidence_net.parameters()}] if cfg.mutual else []))
     truth, n = true_parts(train), train["image"].shape[0]
+    window = average_head(train) if lever.get("average_head_loss") else None
     order = torch.Generator().manual_seed(args.seed)
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
     for step in range(args.steps + 1):
@@ -290,13 +290,11 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         sigma = sigma_maps(model, image, lever)
         if cfg.mutual:
             parts, sigma = swap_with_partners(model, parts, sigma, image, train, idx, lever, order)
-        head = None
+        pixels = None if window is None else window.expand(len(idx), -1, -1, -1)
         if lever.get("head_loss"):
-            head = (train["mask"][idx] > 0.5).float()
-        elif lever.get("average_head_loss"):
-            head = average_head(train).expand(len(idx), -1, -1, -1)
+            pixels = (train["mask"][idx] > 0.5).float()
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
-                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, head)
+                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, pixels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -316,9 +314,8 @@ def swap_with_partners(model: unsup3d.Unsup3d, parts: dict[str, torch.Tensor], s
         partner = model.decompose(partner_image)
     else:
         partner_image, partner = image.roll(1, 0), {k: parts[k].roll(1, 0) for k in ("depth", "albedo")}
-    swap = (torch.rand(image.shape[0], generator=generator) < model.cfg.mutual)[:, None, None, None]
-    parts = {**parts, **{k: torch.where(swap, partner[k], parts[k]) for k in ("depth", "albedo")}}
-    return parts, torch.where(swap, model.confidence(image, partner_image), sigma)
+    swapped = torch.rand(image.shape[0], generator=generator) < model.cfg.mutual
+    return unsup3d.mutual_swap(model, parts, sigma, image, partner, partner_image, swapped)
 
 
 def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch.Tensor, fov: float = 10.0,
@@ -326,8 +323,12 @@ def per_face_l1(truth: dict[str, torch.Tensor], view: torch.Tensor, image: torch
     """[B] plain L1 of each face's reconstruction from the true depth, albedo and light in `view`, over the pixels it
     renders (or over `pixels` [B, 1, R, R] if given)."""
     rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
-    mask = rec["mask"] if pixels is None else pixels
-    return ((rec["image"] - image).abs() * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)).clamp_min(1))
+    return masked_l1(rec["image"], image, rec["mask"] if pixels is None else pixels)
+
+
+def masked_l1(reconstruction: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B] each face's mean absolute error over the pixels of `mask` [B, 1, R, R] and the three channels."""
+    return ((reconstruction - image).abs() * mask).sum((1, 2, 3)) / (3 * mask.sum((1, 2, 3)).clamp_min(1))
 
 
 @torch.no_grad()
@@ -465,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--given: unknown parts {unknown}; expected a comma-separated subset of {PARTS}")
         ladder = [(name, g) for name, g in LADDER if set(g) == set(given)] or [(" + ".join(given), given)]
     if levers:
-        ladder = ladder[:1] if args.given is not None else LADDER[:1]  # the unchanged run beside the levers
+        ladder = ladder[:1]  # the unchanged run beside the levers (with the --given parts, if any)
     runs = [(name + (f", light held neutral for {n} steps" if n else ""), given, n, None)
             for name, given in ladder for n in neutral] + [(name, ladder[0][1], 0, lever) for name, lever in levers]
     if args.given is None and not levers:

@@ -374,6 +374,17 @@ def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, i
     return l1 + cfg.lam_flip * l1_flip, l1, l1_flip
 
 
+def mutual_swap(model: Unsup3d, parts: Mapping[str, Tensor], sigma: Tensor, image: Tensor,
+                partner: Mapping[str, Tensor], partner_image: Tensor,
+                swapped: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Mutual reconstruction (paper 004, Sec. 3.2): where `swapped` [B] is true, the partner's canonical depth and
+    albedo replace the image's and the sigma maps come from the mutual confidence network, which sees the image and
+    its partner's; light and view stay the image's own."""
+    pick = swapped[:, None, None, None]
+    mixed = {**parts, **{k: torch.where(pick, partner[k], parts[k]) for k in ("depth", "albedo")}}
+    return mixed, torch.where(pick, model.confidence(image, partner_image), sigma)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Training data: generations of a frozen StyleGAN2
 
@@ -438,18 +449,14 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
             yaw_state.remember(w[:plain], parts["view"][:plain, 0].detach())
             if (step + 1) % cfg.augment_every == 0:
                 yaw_state.update(cfg.augment_momentum)
-        depth, albedo = parts["depth"], parts["albedo"]
         sigma = model.confidence(image)
         swapped = torch.zeros(batch_size, dtype=torch.bool, device=device)
         if cfg.mutual > 0:
             swapped = torch.rand(batch_size, device=device) < cfg.mutual
-            partner = torch.roll(torch.arange(batch_size, device=device), 1)
-            pick = swapped[:, None, None, None]
-            depth = torch.where(pick, depth[partner], depth)
-            albedo = torch.where(pick, albedo[partner], albedo)
-            sigma = torch.where(pick, model.confidence(image, image[partner]), sigma)
-        total, l1, l1_flip = symmetric_loss(depth, albedo, parts["light"], noisy_view(cfg, parts["view"]), image,
-                                            sigma, cfg)
+            partner = {k: parts[k].roll(1, 0) for k in ("depth", "albedo")}  # the next image of the batch
+            parts, sigma = mutual_swap(model, parts, sigma, image, partner, image.roll(1, 0), swapped)
+        total, l1, l1_flip = symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
+                                            noisy_view(cfg, parts["view"]), image, sigma, cfg)
         logs = {"l1": l1.detach(), "l1_flip": l1_flip.detach(), "swapped": swapped.float().mean()}
         if cfg.yaw_augment > 0:
             logs["augmented"] = torch.tensor(float(n_aug))
@@ -547,8 +554,8 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
-    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss", "central_window",
-    "symmetric_loss",
+    "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss",
+    "central_window", "symmetric_loss", "mutual_swap",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",
