@@ -141,13 +141,14 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
     return records
 
 
-def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int, failures: list[dict]) -> str:
+def markdown(records: list[dict], peaks: dict[str, float], profile, threads: int, failures: list[dict],
+             device: torch.device) -> str:
     """Markdown: each family at its profile row (eager, compiled), then the whole grid in a dropdown (FLOPs in the JSON)."""
     header = ["| family | width | batch | setting | ms/step | img/s | GFLOP/s | % peak |", "|---|---|---|---|---|---|---|---|"]
 
     def is_row(r: dict) -> bool:
         row = profile.family(r["family"])
-        precision = resolve_precision(row.precision, torch.device("cpu"))
+        precision = resolve_precision(row.precision, device)  # "auto" resolves as it did where the timings ran
         return (r["width"], r["batch"], r["precision"], r["layout"] == "cl") == \
             (row.width, row.batch_size, precision, row.channels_last)
 
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
         saved = json.loads(Path(args.out).read_text())
         Path(args.out).with_suffix(".md").write_text(markdown(saved["records"], saved["gemm_peak_gflops"],
                                                               PROFILES[saved["profile"]], saved["threads"],
-                                                              saved["compile_failures"]))
+                                                              saved["compile_failures"], torch.device(saved["device"])))
         print("table:", Path(args.out).with_suffix(".md"))
         return 0
     families = args.families.split(",")
@@ -262,7 +263,8 @@ def main(argv=None) -> int:
         out.write_text(json.dumps({"profile": args.profile, "device": str(device), "threads": torch.get_num_threads(),
                                    "gemm_peak_gflops": peaks, "records": everything,
                                    "compile_failures": failures}, indent=1) + "\n")
-        out.with_suffix(".md").write_text(markdown(everything, peaks, profile, torch.get_num_threads(), failures))
+        out.with_suffix(".md").write_text(markdown(everything, peaks, profile, torch.get_num_threads(), failures,
+                                                   device))
         print(f"\nwritten to {out} and {out.with_suffix('.md')}")
     return 0
 

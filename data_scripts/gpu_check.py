@@ -81,9 +81,13 @@ def ddp_worker(out: Path) -> int:
     trained = train(spec, device=device, cache_dir=out / "cache", retrain=True, progress=rank == 0)
     weights = torch.cat([p.detach().float().flatten().cpu() for p in trained.nets["net"].parameters()])
     torch.save(weights, out / f"rank{rank}.pt")
-    (out / f"rank{rank}.json").write_text(json.dumps({"backend": torch.distributed.get_backend(),
-                                                      "world": int(os.environ["WORLD_SIZE"]),
+    world = torch.distributed.get_world_size()
+    ranks = torch.tensor([rank + 1.0], device=device)  # a collective even in a world of one (one GPU)
+    torch.distributed.all_reduce(ranks)
+    (out / f"rank{rank}.json").write_text(json.dumps({"backend": torch.distributed.get_backend(), "world": world,
+                                                      "all_reduce_ok": ranks.item() == world * (world + 1) / 2,
                                                       "final_mse": trained.history["mse"][-1]}))
+    torch.distributed.destroy_process_group()
     return 0
 
 
@@ -98,8 +102,10 @@ def check_ddp(out: Path, n: int, backend: str = "nccl") -> dict:
         ranks = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(n)]
         weights = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(n)]
         same = all(torch.equal(weights[0], w) for w in weights[1:])
-        if not same or any(r["backend"] != backend for r in ranks):
-            result["status"] = f"failed: backends {[r['backend'] for r in ranks]}, same weights on every rank: {same}"
+        summed = all(r["all_reduce_ok"] and r["world"] == n for r in ranks)
+        if not same or not summed or any(r["backend"] != backend for r in ranks):
+            result["status"] = (f"failed: backends {[r['backend'] for r in ranks]}, same weights on every rank: "
+                                f"{same}, all_reduce right on every rank: {summed}")
         result["detail"] = f"{n} process(es), backend {ranks[0]['backend']}, final mse {ranks[0]['final_mse']:.4f}"
     return result
 

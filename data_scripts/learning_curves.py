@@ -229,7 +229,7 @@ class Family:
     def evaluate_flow(self, flow) -> dict[str, float]:
         codes, attributes = self.validation_codes["code"], self.validation_codes["attributes"]
         with torch.no_grad():
-            w_star = flow.cpu()(codes)
+            w_star = in_chunks(flow, codes, size=1024, device=next(flow.parameters()).device)
             frozen = ((self.classifiers.nets["classifier"](w_star) > 0).long() == attributes).float().mean()
         accuracy = torch.tensor(metrics.linear_separability(w_star, attributes)["accuracy"])
         return {"mean_accuracy": accuracy.mean().item(), "min_accuracy": accuracy.min().item(),

@@ -85,9 +85,11 @@ def main(argv=None) -> int:
     results = book.run_jobs(jobs, parallel=args.jobs, env=env)
     failed = [(job, error) for job, error in results if error]
     for job, error in results:
-        status = "ok" if error is None else f"FAILED ({error})"
+        status = "ok" if error is None else f"FAILED ({error[0]})"
         shown = {k: v for k, v in job.params.items() if k != "out_dir"}
         print(f"  {job.notebook} {book.run_name(shown)}: {status}")
+    for job, (_, text) in failed:
+        print(f"\n{job.notebook} failed:\n{text}", file=sys.stderr)
     if not args.in_place:
         rows = [(job.notebook.stem, {k: v for k, v in job.params.items() if k != "out_dir"},
                  job.output.parent / "metrics.json")

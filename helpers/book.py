@@ -8,6 +8,7 @@ import csv
 import itertools
 import os
 import statistics
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,26 +146,52 @@ def execute(job: Job, env: Mapping[str, str] | None = None, timeout: int | None 
     os.environ.update({"BOOK_HEADLESS": "1", **(env or {})})
     job.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = job.output.with_name(f".{job.output.stem}.running.ipynb")
+    failed = failed_copy(job)
+    failed.unlink(missing_ok=True)  # an earlier run's
     try:
         pm.execute_notebook(str(job.notebook), str(tmp), parameters=job.params or None, kernel_name="python3",
                             cwd=str(job.notebook.parent), progress_bar=False, execution_timeout=timeout)
         # a notebook written back in place keeps no injected cell: its parameters cell (BOOK_PROFILE) stays in charge
         nb = strip_volatile(nbformat.read(tmp, as_version=4), drop_injected=job.in_place or not job.params)
         nbformat.write(nb, job.output)
+    except pm.PapermillExecutionError:
+        if tmp.exists():  # the cells that ran and the failing cell's traceback, kept for inspection
+            tmp.replace(failed)
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return job.output
 
 
-def run_jobs(jobs: Sequence[Job], parallel: int = 1, env: Mapping[str, str] | None = None) -> list[tuple[Job, str | None]]:
-    """Run jobs `parallel` at a time; returns (job, error message or None) for each, in order."""
-    def one(job: Job) -> tuple[Job, str | None]:
+def failed_copy(job: Job) -> Path:
+    """Where `execute` keeps the partly executed notebook of a run that raised (beside its output, git-ignored)."""
+    return job.output.with_name(f"{job.output.stem}.failed.ipynb")
+
+
+def describe_failure(job: Job, exc: Exception) -> tuple[str, str]:
+    """A one-line summary of a failed run (the error, the cell, where its partial notebook is) and the full text."""
+    import papermill as pm
+
+    text = str(exc).strip()
+    if isinstance(exc, pm.PapermillExecutionError):
+        value = exc.evalue.strip().splitlines()[-1] if exc.evalue.strip() else ""
+        return f"{exc.ename}: {value} in cell [{exc.exec_count}]; partial run in {failed_copy(job)}", text
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}", text
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int = 1,
+             env: Mapping[str, str] | None = None) -> list[tuple[Job, tuple[str, str] | None]]:
+    """Run jobs `parallel` at a time; returns (job, None or the failure's (summary, full text)) for each, in order."""
+    def one(job: Job) -> tuple[Job, tuple[str, str] | None]:
+        began = time.perf_counter()
         try:
             execute(job, env)
-            return job, None
+            failure = None
         except Exception as exc:  # report every failure at the end instead of stopping the batch
-            return job, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            failure = describe_failure(job, exc)
+        print(f"  finished {job.output} in {time.perf_counter() - began:.0f} s: "
+              f"{'ok' if failure is None else 'FAILED'}", flush=True)  # a batch stopped early says how far it got
+        return job, failure
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         return list(pool.map(one, jobs))

@@ -111,14 +111,14 @@ def moving_direction(previous: Tensor | None, estimate: Tensor, momentum: float)
 
 
 def style_affine_weights(synthesis: nn.Module, exclude: Iterable[nn.Module] = ()) -> list[Tensor]:
-    """The weight [channels, w_dim] of every style affine (`.affine` of each modulated conv) under `synthesis`,
-    except those inside the modules `exclude` (SeFa leaves out the to-RGB layers)."""
+    """The weight [channels, w_dim] of every style affine (`.affine` of each modulated conv) under `synthesis`, on
+    the CPU, except those inside the modules `exclude` (SeFa leaves out the to-RGB layers)."""
     skipped = {id(m) for owner in exclude for m in owner.modules()}
     weights = []
     for module in synthesis.modules():
         affine = getattr(module, "affine", None)
         if affine is not None and id(module) not in skipped:
-            weights.append((affine.weight * affine.scale).detach().float())
+            weights.append((affine.weight * affine.scale).detach().float().cpu())
     if not weights:
         raise ValueError("no style affines found: expected modules with an `.affine` linear layer")
     return weights

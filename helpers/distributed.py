@@ -30,8 +30,8 @@ class World:
 
 
 def launched_by_torchrun() -> bool:
-    """True when torchrun (or any launcher setting WORLD_SIZE > 1) started this process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True when torchrun started this process (even as its only one) or another launcher set WORLD_SIZE > 1."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_world(device: torch.device) -> World:

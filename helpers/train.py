@@ -282,13 +282,18 @@ def to_device(batch: Mapping[str, Any], device: torch.device, channels_last: boo
     return out
 
 
-def cache_key(spec: TrainSpec, precision: str) -> dict[str, Any]:
-    """The full configuration that names a checkpoint: the model's config plus the loop's settings."""
+def cache_key(spec: TrainSpec, precision: str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The full configuration that names a checkpoint: the model's config plus the loop's settings.
+
+    A model trained on an accelerator is a different model (other kernels, other random streams): its key names the
+    device type; a CPU key has none (the keys of every checkpoint trained so far)."""
     key = {
         "name": spec.name, "config": dict(spec.config), "steps": spec.steps, "batch_size": spec.batch_size,
         "seed": spec.seed, "precision": precision, "channels_last": spec.channels_last,
         "phases": [[p.name, p.optimizer, p.every] for p in spec.phases],
     }
+    if torch.device(device).type != "cpu":
+        key["device"] = torch.device(device).type
     if spec.shared is not None:
         key["shared"] = [spec.shared.name, spec.shared.optimizer]
     if spec.data_id is not None:
@@ -334,7 +339,7 @@ def train(spec: TrainSpec, device: torch.device | str = "cpu", retrain: bool = F
     if spec.steps < 0:
         raise ValueError(f"steps={spec.steps}: must be >= 0")
     precision = resolve_precision(spec.precision, device)
-    key = cache_key(spec, precision)
+    key = cache_key(spec, precision, device)
     path = ckpt.cache_path(spec.name, key, cache_dir)
     world = init_world(device)
     nets, optimizers = build_networks(spec, device)

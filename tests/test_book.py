@@ -382,3 +382,25 @@ def test_markdown_outputs_render_with_tables():
 
     config = yaml.safe_load((Path(__file__).parents[1] / "_config.yml").read_text())
     assert config["sphinx"]["config"]["nb_render_markdown_format"] in ("myst", "gfm")
+
+
+def test_a_failed_run_keeps_its_partial_notebook_and_names_the_cell(tmp_path, run_book, capsys):
+    nb = toy_notebook(tmp_path)
+    broken = nbformat.read(nb, as_version=4)
+    broken.cells[3].source = 'raise ValueError("device=\'cuda\' is not what this cell expected")'
+    nbformat.write(broken, nb)
+    out = tmp_path / "b"
+    assert run_book.main([str(nb), "-p", "seed", "3", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    partial = out / "toy" / "seed=3" / "toy.failed.ipynb"
+    assert f"FAILED (ValueError: device='cuda' is not what this cell expected in cell [4]; partial run in {partial})" \
+        in captured.out
+    assert "toy.ipynb failed:" in captured.err and 'raise ValueError("device=' in captured.err  # the traceback
+    code = [c for c in nbformat.read(partial, as_version=4).cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2, 3, 4]  # parameters, injected parameters, body, the failure
+    assert f"score {expected_score(3)}" in stdout_of_cell(code[2])  # the cells before the failure ran
+    assert code[3].outputs[0]["ename"] == "ValueError"
+    assert sorted(p.name for p in partial.parent.iterdir()) == ["metrics.json", "toy.failed.ipynb"]
+    toy_notebook(tmp_path)  # the notebook fixed: a successful rerun removes the stale partial copy
+    assert run_book.main([str(nb), "-p", "seed", "3", "--out", str(out)]) == 0
+    assert sorted(p.name for p in partial.parent.iterdir()) == ["metrics.json", "toy.ipynb"]

@@ -107,6 +107,7 @@ def load_worker(path):
 
 def test_single_process_world_is_a_no_op(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     assert distributed.launched_by_torchrun() is False
     world = distributed.init_world(torch.device("cpu"))
     assert world == World(0, 1, 0) and world.is_main
@@ -118,6 +119,8 @@ def test_single_process_world_is_a_no_op(monkeypatch):
     assert torch.equal(p.grad, torch.full((3,), 2.0))
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed.launched_by_torchrun() is False
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun with one process: it still joins a process group
+    assert distributed.launched_by_torchrun() is True
     assert not World(rank=1, size=2).is_main
 
 

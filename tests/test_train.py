@@ -371,6 +371,9 @@ def test_bf16_autocast_and_cache_key(tmp_path):
     assert trained.nets["net"][0].weight.dtype == torch.float32  # master weights stay fp32
     fp32 = train(conv_spec(steps=2, phases=[Phase("fit", loss, "opt")]), cache_dir=tmp_path, progress=False)
     assert fp32.path != trained.path and dtypes[-1] == torch.float32  # precision is part of the cache key
+    cpu_key = tr.cache_key(spec, "bf16")
+    assert "device" not in cpu_key and tr.cache_key(spec, "bf16", torch.device("cpu")) == cpu_key
+    assert tr.cache_key(spec, "bf16", "cuda:1") == {**cpu_key, "device": "cuda"}  # a GPU-trained model is another
 
 
 def test_channels_last_inputs(tmp_path):

@@ -32,6 +32,7 @@ What the paper leaves open, and what this module does (each said in chapter 05):
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -208,7 +209,7 @@ def flow_spec(cfg: FlowConfig, classifiers: LinearClassifiers, codes: Tensor, at
     """
     if codes.shape[1] != cfg.dim:
         raise ValueError(f"codes of {codes.shape[1]} dimensions; FlowConfig.dim is {cfg.dim}")
-    classifiers = classifiers.cpu().eval().requires_grad_(False)
+    classifiers = copy.deepcopy(classifiers).cpu().eval().requires_grad_(False)  # the caller's stay where they are
     distance_std, along_std = code_scales(classifiers, codes)
     margins = cfg.margin * distance_std
     mean, std = codes.mean(0), codes.std(0).clamp_min(1e-6)

@@ -25,6 +25,15 @@ def test_ddp_part_passes_with_two_cpu_processes(tmp_path, monkeypatch):
     assert wrong["status"].startswith("failed: backends ['gloo', 'gloo']")
 
 
+def test_ddp_part_joins_a_process_group_with_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    result = check.check_ddp(tmp_path, 1, backend="gloo")  # a machine with one GPU runs one process
+    assert result["status"] == "passed", result["tail"]
+    assert result["detail"].startswith("1 process(es), backend gloo")
+
+
 def test_report_lists_every_part():
     device = {"name": "Some GPU", "memory_gib": 80.0, "gemm_fp32": 50000.0, "gemm_bf16": 700000.0}
     results = [{"part": "ddp", "status": "passed", "seconds": 12.3, "detail": "1 process(es)", "tail": ["ok"]},
