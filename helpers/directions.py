@@ -79,6 +79,23 @@ def unit(v: Tensor, dim: int = 0) -> Tensor:
     return v / v.norm(dim=dim, keepdim=True).clamp_min(1e-12)
 
 
+def projection_correlations(w: Tensor, V: Tensor, y: Tensor) -> Tensor:
+    """Table 2: corr(w·v_i / ||v_i||, y_j) over the samples of w [n, d] and y [n, M], for the columns v_i of V [d, K]
+    -> [K, M]; 0 for a zero direction or a constant semantic."""
+    if w.dim() != 2 or V.dim() != 2 or y.dim() != 2 or w.shape[0] != y.shape[0] or w.shape[1] != V.shape[0]:
+        raise ValueError(f"need w [n, d], V [d, K] and y [n, M]; got {tuple(w.shape)}, {tuple(V.shape)}, "
+                         f"{tuple(y.shape)}")
+    if w.shape[0] < 2:
+        raise ValueError(f"a correlation needs at least 2 samples, got {w.shape[0]}")
+    projection, y = (w.double() @ unit(V.double())), y.double()
+    centred = [t - t.mean(0) for t in (projection, y)]
+    norms = [c.norm(dim=0) for c in centred]
+    corr = (centred[0].T @ centred[1]) / (norms[0][:, None] * norms[1][None, :]).clamp_min(1e-300)
+    corr[V.norm(dim=0) == 0] = 0
+    corr[:, y.std(0) <= 1e-6] = 0
+    return corr.to(w.dtype)
+
+
 def extrapolate(w: Tensor, v: Tensor, s: Tensor | float, sigma: float, mean: float = 0.0) -> Tensor:
     """Eq. 4: w' = w - (w^T v) v + (mean + s sigma) v for unit v: the projection on v set to `mean` + s sigma.
 

@@ -55,6 +55,23 @@ def test_projected_standard_error_matches_the_spread_of_repeated_regressions():
     assert many.shape == (2,) and many[0] < 1e-6 < many[1]
 
 
+def test_projection_correlations_known_answers():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(500, 6, generator=g)
+    V = torch.zeros(6, 3)
+    V[0, 0], V[1, 1] = 2.0, -1.0  # the second direction points against its semantic
+    y = torch.stack([3 * w[:, 0] + 1, w[:, 1], torch.full((500,), 0.5)], 1)
+    corr = directions.projection_correlations(w, V, y)
+    assert corr.shape == (3, 3) and corr.dtype == torch.float32
+    assert corr[0, 0].item() == pytest.approx(1.0, abs=1e-6) and corr[1, 1].item() == pytest.approx(-1.0, abs=1e-6)
+    assert abs(corr[0, 1].item()) < 0.15  # independent axes
+    assert torch.all(corr[2] == 0) and torch.all(corr[:, 2] == 0)  # a zero direction, a constant semantic
+    loop = torch.corrcoef(torch.stack([w @ directions.unit(V[:, 0]), y[:, 1]]))[0, 1]
+    assert corr[0, 1].item() == pytest.approx(loop.item(), abs=1e-5)
+    with pytest.raises(ValueError, match="need w"):
+        directions.projection_correlations(w, V[:5], y)
+
+
 def test_extrapolate_sets_the_projection_to_s_sigma():
     g = torch.Generator().manual_seed(1)
     w = torch.randn(5, 6, generator=g)

@@ -317,3 +317,28 @@ def test_unsup3d_oracles_new_levers_run_and_score_the_yaw_signal(tmp_path):
     assert all("yaw_signal" in curve[-1] for curve in results["variants"].values())
     assert set(results["truth_signal"]) == {"frontal view", "half the true view"}
     assert "| frontal view |" in (tmp_path / "unsup3d_oracles.md").read_text()
+
+
+def test_pose_linearity_scores_the_labelled_reference_at_each_evaluation(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    script = load_script("pose_linearity")
+    out = tmp_path / "pose"
+    assert script.main(["--profile", "smoke", "--steps", "4", "--evals", "2,4", "--device", "cpu",
+                        "--out", str(out)]) == 0
+    result = json.loads((out / "pose_linearity.json").read_text())
+    assert [p["step"] for p in result["curve"]] == [2.0, 4.0]
+    for point in result["curve"]:
+        for key in ("yaw", "pitch", "largest_off_diagonal", "light_x_yaw_of_generations"):
+            assert -1.0 <= point[key] <= 1.0
+        assert point["largest_off_diagonal"] >= 0
+    table = (out / "pose_linearity.md").read_text()
+    assert table.count("\n| 2 |") + table.count("\n| 4 |") == 2 and "*>= 0.9*" in table
+    real_train = script.book_models.train_model
+    monkeypatch.setattr(script.book_models, "train_model",  # a GAN from the cache that was trained without evaluations
+                        lambda run, family, *a, **k: real_train(run, family, *a, **{
+                            key: v for key, v in k.items() if family != "stylegan" or not key.startswith("evaluate")}))
+    with pytest.raises(SystemExit, match="checkpoint cache"):
+        script.main(["--profile", "smoke", "--steps", "3", "--evals", "3", "--device", "cpu", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        script.main(["--profile", "smoke", "--steps", "4", "--evals", "9", "--out", str(out)])
+    assert "--evals 9" in capsys.readouterr().err
