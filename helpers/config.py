@@ -114,7 +114,7 @@ PROFILES: dict[str, Profile] = {
             l2s=Family(64, 8, 900, 4, ema=2000.0, model={"l1_weights": "region_equal", "lambda_l1": 3.0}),
             segmenter=Family(64, 8, 900, 4, precision="fp32", channels_last=False),
             features=Family(64, 16, 400, 64, precision="fp32", channels_last=False),
-            stylegan=Family(32, 64, 4000, 16, ema=5000.0, model={"pl_weight": 0.0}),
+            stylegan=Family(32, 64, 8000, 16, ema=5000.0, model={"pl_weight": 0.0}),
             w_encoder=Family(32, 16, 5400, 16, lr=4e-3),
             unsup3d=Family(32, 32, 600, 32, precision="fp32", channels_last=False,
                            model={"view_noise_deg": 3.0, "view_noise_px": 0.5}),
