@@ -15,7 +15,8 @@ themselves as the regressor reads them (SynthFaces draws light and view independ
         --out book/figures/curves/pose_linearity        # about 10 minutes on 2 cores, the chapter's GAN cached or not
 
 Writes <out>/pose_linearity.json and .md. The step count is the only change from the chapter's row: the moving
-average ramps up with images seen, so the 4,000-step point is the chapter's own GAN (checked against its Table 2).
+average ramps up with images seen, so the point at the row's steps is the chapter's own GAN (checked against its
+Table 2 at the former 4,000-step row and at the present 8,000-step one, which this curve chose).
 """
 from __future__ import annotations
 
