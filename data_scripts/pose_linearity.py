@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = book_models.train_model(longer, "stylegan", train, config=G_cfg, evaluate=evaluate, evaluate_at=evals)
     print(trained.summary, flush=True)
     curve = trained.curve
-    if not curve:  # loaded from the checkpoint cache: the curve was not recorded, score the final G only
+    if not curve:  # a checkpoint from the cache trained without these evaluations: there is no curve to write
         raise SystemExit(f"the {args.steps}-step GAN came from the checkpoint cache, which keeps no evaluations; "
                          "run with BOOK_CACHE_DIR set to an empty folder, or delete its checkpoint")
     points = [{key: values[i] for key, values in curve.items()} for i in range(len(curve["step"]))]
