@@ -37,24 +37,14 @@ N_REGRESS, N_SCORE = 4096, 1024  # chapter 4's generations behind each regressio
 PAPER = {"yaw": 0.9458, "pitch": 0.7647, "largest_off_diagonal": 0.2316}
 
 
-@torch.no_grad()
-def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chapter 4's generations: z from `seed`, w = mapping(z), images with constant noise -> (w, images) on the CPU."""
-    z = torch.randn(n, G.cfg.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    w = G.mapping(z)
-    torch.manual_seed(seed)
-    images = in_chunks(lambda w_: G.synthesis(G.broadcast(w_), noise_mode="const").clamp(0, 1), w, device=device)
-    return w.cpu(), images
-
-
 def reference_scores(G: torch.nn.Module, regressor: torch.nn.Module, device: torch.device) -> dict[str, float]:
     """Table 2's labelled reference for generator G: yaw and pitch diagonal, largest off-diagonal, light_x-yaw."""
     names = list(semantics.SEMANTIC_NAMES)
     ip, iy, il = names.index("pitch"), names.index("yaw"), names.index("light_x")
-    w_fit, images_fit = generate(G, N_REGRESS, 11, device)
+    w_fit, images_fit = stylegan.generate(G, N_REGRESS, 11, device)
     V = directions.regress_direction(*directions.pair_differences(w_fit, in_chunks(regressor, images_fit,
                                                                                     device=device)))
-    w_score, images_score = generate(G, N_SCORE, 12, device)
+    w_score, images_score = stylegan.generate(G, N_SCORE, 12, device)
     read = in_chunks(regressor, images_score, device=device)
     corr = directions.projection_correlations(w_score, V, read)
     table2 = [n for n in names if n not in ("roll", "translation_x", "translation_y", "translation_z")]

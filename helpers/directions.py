@@ -10,7 +10,8 @@
   the right singular vectors of the style affines' stacked weights, and the principal axes of sampled w.
 - `sparse_directions` is Eq. 5: J ~ U V^T with sparse pixel components U (S x P), unit latent directions V (d x P) and
   a penalty on their pairwise cosines; the paper's Adam and an inertial alternating proximal solver.
-- `ward_clusters` groups directions by Ward's linkage on the absolute cosine distance (v and -v are one direction).
+- `ward_clusters` groups directions by Ward's linkage on the absolute cosine distance (v and -v are one direction);
+  `region_shares` and `cluster_purity` measure components and clusters against a map of face regions.
 - `interfacegan_boundary` is InterFaceGAN's editing direction (Shen et al., used by paper 003): the unit normal of a
   linear SVM separating the codes an attribute predictor scores highest from those it scores lowest (InterFaceGAN's
   `train_boundary`); `conditional_boundary` removes other attributes' normals from it (InterFaceGAN's conditional
@@ -296,6 +297,29 @@ def ward_clusters(V: Tensor, n_clusters: int) -> np.ndarray:
     if not 1 <= n_clusters <= V.shape[1]:
         raise ValueError(f"n_clusters={n_clusters}: must be in 1..{V.shape[1]} (the number of directions)")
     return fcluster(ward_linkage(V), t=n_clusters, criterion="maxclust") - 1
+
+
+def region_shares(U: Tensor, region: Tensor, n_regions: int) -> Tensor:
+    """Each component's share of |u_p| in each region: U [C*R*R, K] (C channel maps per component, pixel-major within
+    a channel), region [R, R] labels in 0..n_regions-1 -> [K, n_regions], rows summing to 1 (0 for a zero component)."""
+    if region.dim() != 2 or U.dim() != 2 or U.shape[0] % region.numel():
+        raise ValueError(f"need U [C * R * R, K] and region [R, R]; got U {tuple(U.shape)}, region "
+                         f"{tuple(region.shape)}")
+    if region.numel() and not 0 <= int(region.min()) <= int(region.max()) < n_regions:
+        raise ValueError(f"region labels must lie in 0..{n_regions - 1}, got {int(region.min())}..{int(region.max())}")
+    mass = U.abs().reshape(-1, region.numel(), U.shape[1]).sum(0)  # [R*R, K]: |u_p| summed over channels
+    per_region = torch.zeros(n_regions, U.shape[1], dtype=mass.dtype).index_add_(0, region.flatten().long(), mass)
+    return (per_region / per_region.sum(0, keepdim=True).clamp_min(1e-12)).T
+
+
+def cluster_purity(clusters: np.ndarray, labels: Tensor, n_labels: int) -> tuple[list[int], list[float]]:
+    """Per cluster (0..max): its majority label and purity (the majority's share of its members)."""
+    majority, purity = [], []
+    for c in range(int(clusters.max()) + 1):
+        counts = torch.bincount(labels[torch.as_tensor(clusters == c)].long(), minlength=n_labels)
+        majority.append(int(counts.argmax()))
+        purity.append((counts.max() / counts.sum().clamp_min(1)).item())
+    return majority, purity
 
 
 # ----------------------------------------------------------------------------------------------------------------

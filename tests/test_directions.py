@@ -209,6 +209,28 @@ def test_ward_clusters_group_signed_copies_and_separate_orthogonal_groups():
         directions.ward_clusters(V, 13)
 
 
+def test_region_shares_known_answers():
+    region = torch.tensor([[0, 0], [1, 2]])  # 2 x 2 pixels: two of region 0, one each of regions 1 and 2
+    # two channel maps per component: component 0 lies in region 0 (both channels), component 1 splits 3 : 1
+    # between regions 1 and 2 (sign ignored), component 2 is zero
+    U = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0],
+                      [2, 0, 0], [0, 0, 0], [0, -2, 0], [0, 1, 0]])
+    shares = directions.region_shares(U, region, 3)
+    assert torch.allclose(shares, torch.tensor([[1.0, 0, 0], [0, 0.75, 0.25], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="region labels"):
+        directions.region_shares(U, region, 2)
+    with pytest.raises(ValueError, match="U"):
+        directions.region_shares(U[:7], region, 3)
+
+
+def test_cluster_purity_known_answers():
+    clusters = np.array([0, 0, 0, 1, 1, 2])
+    labels = torch.tensor([2, 2, 1, 0, 0, 1])
+    majority, purity = directions.cluster_purity(clusters, labels, 3)
+    assert majority == [2, 0, 1]
+    assert purity == pytest.approx([2 / 3, 1.0, 1.0])
+
+
 def test_interfacegan_boundary_is_the_unit_normal_between_the_extremes_of_the_scores():
     generator = torch.Generator().manual_seed(0)
     codes = torch.randn(2000, 4, generator=generator)

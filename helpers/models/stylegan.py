@@ -364,6 +364,17 @@ def table1_measures(G: Generator, features: nn.Module, f_real: Tensor, floor: fl
             **decorrelation_statistics(w.cpu())}
 
 
+@torch.no_grad()
+def generate(G: Generator, n: int, seed: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """n generations from z drawn with `seed`: (w [n, w_dim], images [n, 3, R, R] in [0, 1]), both on the CPU; constant
+    noise, no truncation. Also seeds the global RNG with `seed`, so what follows does not depend on what ran before."""
+    z = torch.randn(n, G.cfg.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    w = G.mapping(z)
+    torch.manual_seed(seed)
+    images = in_chunks(lambda w_: G.synthesis(G.broadcast(w_), noise_mode="const").clamp(0, 1), w, device=device)
+    return w.cpu(), images
+
+
 def sample_ws(G: Generator, batch: int, mixing: float, device: torch.device, update_w_avg: bool = False) -> Tensor:
     """W+ codes of a training batch: w = F(z) broadcast to every layer and, with probability `mixing`, the layers from
     a random cutoff in [1, num_ws) on taken from a second w (style mixing; one cutoff per batch, as stylegan2-ada)."""

@@ -25,7 +25,9 @@ light and view, and the sigma maps come from a mutual confidence network that se
 wise. Per image this is a draw; its expectation is the paper's (1 - eps) L_recon + eps L~_recon.
 
 Yaw augmentation (Sec. 3.4, Eq. 4): v_yaw is regressed (Eq. 2-3) from the latent codes of the training generations
-and the model's own yaw predictions, every 10 iterations, averaged with momentum 0.995; a share of each batch is
+and the model's own yaw predictions, every 10 iterations, averaged with momentum 0.995 (the paper's, over its 60k
+iterations; the book's shorter rows scale it so the average forgets as much over the run, `scaled_momentum`: at 0.995,
+600 steps would keep three quarters of the first estimates, made by an untrained network); a share of each batch is
 generated from w' = w - (w.v) v + (mean + s sigma_w) v with s ~ U[-10, 10] (`helpers.directions.extrapolate`; mean is
 the average projection, see there).
 """
@@ -489,9 +491,22 @@ def training_spec(cfg: Unsup3dConfig, generations: Generations, steps: int, batc
 EVALUATED_NETS = ("unsup3d",)
 
 
+PAPER_ITERATIONS = 60_000  # paper 004's unsup3d training on CASIA: 60k iterations of batch 64 (its Fig. 2)
+
+
+def scaled_momentum(steps: int, momentum: float = 0.995, paper_steps: int = PAPER_ITERATIONS) -> float:
+    """Sec. 3.4's moving average for a run of `steps`: the momentum per update that forgets as much over the run as
+    the paper's 0.995 does over its 60k iterations (momentum^(steps / every) equal; 0.995 at 60k, 0.606 at 600)."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}: must be >= 1")
+    return momentum ** (paper_steps / steps)
+
+
 def book_config(row: Any, **changes: Any) -> Unsup3dConfig:
-    """The unsup3d of a profile's row: its resolution and width (zdim 4 x width, at most 256), the row's deviations."""
-    cfg = Unsup3dConfig(resolution=row.resolution, width=row.width, zdim=min(256, 4 * row.width))
+    """The unsup3d of a profile's row: its resolution and width (zdim 4 x width, at most 256), the yaw direction's
+    momentum scaled to the row's steps (`scaled_momentum`), the row's deviations."""
+    cfg = Unsup3dConfig(resolution=row.resolution, width=row.width, zdim=min(256, 4 * row.width),
+                        augment_momentum=scaled_momentum(row.steps))
     return dataclasses.replace(cfg, **{**row.model, **changes})
 
 

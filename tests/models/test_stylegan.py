@@ -115,6 +115,24 @@ def test_noise_modes():
         G.synthesis(ws, "fixed")
 
 
+def test_generate_is_mapping_then_const_noise_synthesis_of_seeded_z():
+    torch.manual_seed(0)
+    G = sg.Generator(tiny()).eval()
+    for block in G.synthesis.blocks:
+        block.conv1.noise.strength.data.fill_(0.5)
+    w, images = sg.generate(G, 3, seed=7)
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(w, G.mapping(z))
+    assert torch.allclose(images, G.synthesis(G.broadcast(w), "const").clamp(0, 1))
+    assert images.shape == (3, 3, 16, 16) and not w.requires_grad
+    w_again, images_again = sg.generate(G, 3, seed=7)
+    assert torch.equal(w, w_again) and torch.equal(images, images_again)
+    after = torch.rand(2)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.rand(2))  # the global RNG was seeded with the same seed
+    assert not torch.allclose(sg.generate(G, 3, seed=8)[0], w)
+
+
 def _gaussians(n: int, cov: torch.Tensor, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, cov.shape[0], generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).t()

@@ -113,6 +113,26 @@ def test_yaw_direction_recovers_a_linear_yaw_from_its_buffer():
     assert float(state.std) > 0
 
 
+def test_scaled_momentum_forgets_as_much_over_the_run_as_the_papers():
+    assert unsup3d.scaled_momentum(60_000) == pytest.approx(0.995)
+    assert unsup3d.scaled_momentum(600) == pytest.approx(0.995 ** 100)
+    for steps in (20, 600, 30_000):  # the weight left on the first estimate after steps / 10 updates
+        assert unsup3d.scaled_momentum(steps) ** (steps / 10) == pytest.approx(0.995 ** 6000)
+    with pytest.raises(ValueError, match="steps"):
+        unsup3d.scaled_momentum(0)
+
+
+def test_book_config_scales_the_momentum_to_the_row_and_keeps_the_rows_deviations():
+    from helpers.config import PROFILES
+    for name, steps in (("cpu", 600), ("paper", 60_000)):
+        row = PROFILES[name].family("unsup3d")
+        cfg = unsup3d.book_config(row)
+        assert row.steps == steps and cfg.augment_momentum == pytest.approx(unsup3d.scaled_momentum(steps))
+    row = PROFILES["cpu"].family("unsup3d")
+    assert unsup3d.book_config(row).view_noise_deg == row.model["view_noise_deg"]
+    assert unsup3d.book_config(row, augment_momentum=0.995).augment_momentum == 0.995  # the paper's form on request
+
+
 def test_training_runs_every_branch_and_resumes_from_the_cache(tmp_path):
     torch.manual_seed(0)
     G = stylegan.Generator(stylegan.scaled_config(16, 8, 4))
