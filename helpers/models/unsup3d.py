@@ -256,6 +256,10 @@ class Unsup3d(nn.Module):
     def decompose(self, image: Tensor) -> dict[str, Tensor]:
         """image [B, 3, R, R] in [0, 1] -> depth [B,1,R,R], albedo [B,3,R,R], light [B,8] (ambient RGB, diffuse RGB,
         dx, dy), view [B,6]."""
+        r = self.cfg.resolution
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[-2:] != (r, r):
+            raise ValueError(f"image of shape {tuple(image.shape)}: this unsup3d takes [B, 3, {r}, {r}] (its "
+                             f"config's resolution); resize the images or build the model at their size")
         x = image * 2 - 1
         light = self.light_net(x)
         return {"depth": self.canonical_depth(self.depth_net(x)),

@@ -34,6 +34,14 @@ def test_decomposition_shapes_and_ranges():
         unsup3d.Unsup3d(small_config()).confidence(image, image)
 
 
+def test_decompose_names_the_expected_image_size():
+    model = unsup3d.Unsup3d(small_config())
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        model.decompose(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="resolution"):
+        model.decompose(torch.rand(2, 1, 16, 16))
+
+
 def test_canonical_image_is_albedo_times_coloured_lambert_shading():
     depth = torch.ones(1, 1, 8, 8)  # a frontal plane: n = (0, 0, -1)
     albedo = torch.full((1, 3, 8, 8), 0.5)
