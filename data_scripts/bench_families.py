@@ -1,6 +1,7 @@
-"""Benchmark: one training step of every model family of chapters 01-03 and 05's flow over width x batch x precision.
+"""Benchmark: one training step of every model family of chapters 01-03, 04's unsup3d and 05's flow over width x batch x
+precision.
 
-For each family (mask_vae, sis, sae, l2s, segmenter, features, flow) and every width, batch size, precision (fp32, bf16
+For each family (mask_vae, sis, sae, l2s, segmenter, features, unsup3d, flow) and every width, batch size, precision (fp32, bf16
 autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds the book's own training spec
 (`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own `Iteration`
 (every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved
@@ -20,7 +21,8 @@ chosen from learning curves against wall-clock seconds (`data_scripts/learning_c
     python data_scripts/bench_families.py --profile gpu --device cuda --row-only   # each gpu row, on the GPU
 
 The flow (chapter 05's T: W+ -> W*) steps on random codes of the profile's W+ size against untrained classifiers:
-its cost does not depend on what they hold.
+its cost does not depend on what they hold. unsup3d (chapter 04) draws each step's batch from an untrained StyleGAN2 of
+the profile's `stylegan` row, as it trains on a trained one's generations: the step includes generating them.
 """
 from __future__ import annotations
 
@@ -36,17 +38,18 @@ from torch.utils.flop_counter import FlopCounterMode
 from helpers.config import PROFILES, resolve_device
 from helpers.data.splits import helen_label_splits
 from helpers.timing import gemm_peak, interleaved_ms
-from helpers.models import flow, l2s, mask_vae, sae, segmenter, sis, stylegan
+from helpers.models import flow, l2s, mask_vae, sae, segmenter, sis, stylegan, unsup3d
 from helpers.models import features as ft
 from helpers.models.attribute_classifiers import LinearClassifiers
 from helpers.train import (Iteration, Phase, Trained, build_networks, count_parameters, cpu_has_native_bf16, fetch,
                            resolve_precision, to_device)
 
-FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "flow")
+FAMILIES = ("mask_vae", "sis", "sae", "l2s", "segmenter", "features", "unsup3d", "flow")
 
 
-def spec_for(family: str, row, split, seed: int = 0):
-    """The book's TrainSpec of `family` at the Family `row` (as helpers.book_models builds it)."""
+def spec_for(family: str, row, split, seed: int = 0, gan_row=None):
+    """The book's TrainSpec of `family` at the Family `row` (as helpers.book_models builds it); unsup3d's generations
+    come from an untrained StyleGAN2 at `gan_row` (the profile's `stylegan` row)."""
     if family == "mask_vae":
         cfg = mask_vae.scaled_config(11, row.resolution, row.width, grid=16 if row.resolution >= 128 else 8)
         return mask_vae.book_spec(row, split, seed, config=cfg, class_weights=torch.ones(11))
@@ -62,6 +65,12 @@ def spec_for(family: str, row, split, seed: int = 0):
         untrained = Trained({"classifier": LinearClassifiers(dim, n_attributes)}, {}, 0, Path("untrained-classifier"),
                             False, 0.0, "fp32")
         return flow.book_spec(row, split, seed, classifiers=untrained)
+    if family == "unsup3d":
+        if gan_row is None:
+            raise ValueError("unsup3d needs gan_row: the profile's stylegan row, whose generations it trains on")
+        untrained = Trained(stylegan.build(stylegan.book_config(gan_row)), {}, 0, Path("untrained-stylegan"), False,
+                            0.0, "fp32")
+        return unsup3d.book_spec(row, split, seed, generator=untrained)
     module = {"sae": sae, "segmenter": segmenter, "features": ft}[family]
     return module.book_spec(row, split, seed)
 
@@ -89,7 +98,8 @@ def step_flops(iteration, batch) -> float:
 
 
 def bench_family(family: str, base, split, widths, batches, precisions, layouts, rounds: int, repeats: int,
-                 compile_row: bool, failures: list[dict], device: torch.device = torch.device("cpu")) -> list[dict]:
+                 compile_row: bool, failures: list[dict], device: torch.device = torch.device("cpu"),
+                 gan_row=None) -> list[dict]:
     """Timed records of one family's grid; a compiled variant that fails is appended to `failures` instead."""
     variants = {}
     for width in widths:
@@ -97,13 +107,13 @@ def bench_family(family: str, base, split, widths, batches, precisions, layouts,
             for precision in precisions:
                 for layout in layouts:
                     row = dataclasses.replace(base, width=width, batch_size=batch)
-                    spec = spec_for(family, row, split)
+                    spec = spec_for(family, row, split, gan_row=gan_row)
                     spec.channels_last = layout == "cl"
                     variants[(width, batch, precision, layout, False)] = spec
     if compile_row:  # one compilation per family (minutes on 2 cores): at the row's own precision and layout
         precision = resolve_precision(base.precision, device)
         layout = "cl" if base.channels_last else "nchw"
-        spec = compiled(spec_for(family, base, split))
+        spec = compiled(spec_for(family, base, split, gan_row=gan_row))
         spec.channels_last = base.channels_last
         variants[(base.width, base.batch_size, precision, layout, True)] = spec
     setups, records = {}, []
@@ -254,7 +264,7 @@ def main(argv=None) -> int:
                                                             size=base.resolution, mode="nearest").squeeze(1).to(v.dtype)
                          if v.dim() >= 3 else v for k, v in split.items()}
         records = bench_family(family, base, fam_split, widths, batches, precisions, layouts, args.rounds,
-                               args.repeats, args.compile, failures, device)
+                               args.repeats, args.compile, failures, device, gan_row=profile.family("stylegan"))
         print_records(family, base, records, peaks)
         everything += records
     if args.out:

@@ -3,8 +3,8 @@
 On a machine with CUDA it runs, each part with its own time limit, and writes `report.md` (and `report.json`) to --out:
 
 1. the device, torch and CUDA versions, and the fp32 and bf16 GEMM peak of the GPU;
-2. one training step of every model family of chapters 01-03 and 05's flow at its `gpu` row (bench_families.py
-   --row-only, synchronised), and the StyleGAN2's phases at its `gpu` and `paper` rows (bench_stylegan.py);
+2. one training step of every model family of chapters 01-03, 04's unsup3d and 05's flow at its `gpu` row
+   (bench_families.py --row-only, synchronised), and the StyleGAN2's phases at its `gpu` and `paper` rows (bench_stylegan.py);
 3. the data-parallel training path under torchrun with the NCCL backend (one process per GPU): a small model trained
    by `helpers.train.train`, checked to finish with the same weights on every rank;
 4. every chapter of `_toc.yml` at the `smoke` profile with `device="cuda"` (run_book.py).

@@ -102,6 +102,21 @@ def test_bench_families_steps_the_flow_on_w_plus_codes(tmp_path, capsys):
     assert record["flops"] > 0 and record["params"] > 0
 
 
+def test_bench_families_steps_unsup3d_on_generations_of_the_profiles_stylegan(tmp_path, capsys):
+    bench = load_script("bench_families")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--profile", "smoke", "--families", "unsup3d", "--widths", "4", "--batches", "2",
+                       "--precisions", "fp32", "--layouts", "nchw", "--rounds", "1", "--repeats", "1",
+                       "--out", str(out)]) == 0
+    assert "unsup3d at 32 px" in capsys.readouterr().out
+    (record,) = json.loads(out.read_text())["records"]
+    assert (record["family"], record["width"], record["batch"]) == ("unsup3d", 4, 2)
+    assert record["flops"] > 0 and record["params"] > 0  # unsup3d's networks only: the frozen generator is no net
+    with pytest.raises(ValueError, match="gan_row"):
+        from helpers.config import PROFILES
+        bench.spec_for("unsup3d", PROFILES["smoke"].family("unsup3d"), {})
+
+
 def test_bench_stylegan_times_every_phase_per_profile(tmp_path, capsys):
     bench = load_script("bench_stylegan")
     out = tmp_path / "bench.json"
