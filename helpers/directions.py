@@ -312,6 +312,12 @@ def region_shares(U: Tensor, region: Tensor, n_regions: int) -> Tensor:
     return (per_region / per_region.sum(0, keepdim=True).clamp_min(1e-12)).T
 
 
+def local_fraction(shares: Tensor, at_least: float = 0.6) -> float:
+    """The fraction of components (rows of `region_shares`) with at least `at_least` of their mass in one region; 0
+    without components."""
+    return (shares.max(1).values >= at_least).float().mean().item() if len(shares) else 0.0
+
+
 def cluster_purity(clusters: np.ndarray, labels: Tensor, n_labels: int) -> tuple[list[int], list[float]]:
     """Per cluster (0..max): its majority label and purity (the majority's share of its members)."""
     majority, purity = [], []

@@ -217,6 +217,9 @@ def test_region_shares_known_answers():
                       [2, 0, 0], [0, 0, 0], [0, -2, 0], [0, 1, 0]])
     shares = directions.region_shares(U, region, 3)
     assert torch.allclose(shares, torch.tensor([[1.0, 0, 0], [0, 0.75, 0.25], [0, 0, 0]]))
+    assert directions.local_fraction(shares) == pytest.approx(2 / 3)  # components 0 and 1; the zero one is not
+    assert directions.local_fraction(shares, at_least=0.8) == pytest.approx(1 / 3)
+    assert directions.local_fraction(shares[:0]) == 0.0
     with pytest.raises(ValueError, match="region labels"):
         directions.region_shares(U, region, 2)
     with pytest.raises(ValueError, match="U"):

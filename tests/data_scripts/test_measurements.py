@@ -90,31 +90,24 @@ def test_bench_families_row_only_times_each_family_at_its_row(tmp_path, capsys):
     assert [r["family"] for r in saved["records"]] == ["segmenter", "features"]
 
 
-def test_bench_families_steps_the_flow_on_w_plus_codes(tmp_path, capsys):
+@pytest.mark.parametrize("family, width, batch", [("flow", 16, 4), ("unsup3d", 4, 2)])
+def test_bench_families_steps_the_flow_and_unsup3d_on_their_own_inputs(tmp_path, capsys, family, width, batch):
+    """The flow on random W+ codes of the profile's StyleGAN2, unsup3d on generations of an untrained one."""
     bench = load_script("bench_families")
     out = tmp_path / "bench.json"
-    assert bench.main(["--profile", "smoke", "--families", "flow", "--widths", "16", "--batches", "4",
+    assert bench.main(["--profile", "smoke", "--families", family, "--widths", str(width), "--batches", str(batch),
                        "--precisions", "fp32", "--layouts", "nchw", "--rounds", "1", "--repeats", "1",
                        "--out", str(out)]) == 0
-    assert "flow at 32 px" in capsys.readouterr().out
+    assert f"{family} at 32 px" in capsys.readouterr().out
     (record,) = json.loads(out.read_text())["records"]
-    assert (record["family"], record["width"], record["batch"]) == ("flow", 16, 4)
-    assert record["flops"] > 0 and record["params"] > 0
-
-
-def test_bench_families_steps_unsup3d_on_generations_of_the_profiles_stylegan(tmp_path, capsys):
-    bench = load_script("bench_families")
-    out = tmp_path / "bench.json"
-    assert bench.main(["--profile", "smoke", "--families", "unsup3d", "--widths", "4", "--batches", "2",
-                       "--precisions", "fp32", "--layouts", "nchw", "--rounds", "1", "--repeats", "1",
-                       "--out", str(out)]) == 0
-    assert "unsup3d at 32 px" in capsys.readouterr().out
-    (record,) = json.loads(out.read_text())["records"]
-    assert (record["family"], record["width"], record["batch"]) == ("unsup3d", 4, 2)
+    assert (record["family"], record["width"], record["batch"]) == (family, width, batch)
     assert record["flops"] > 0 and record["params"] > 0  # unsup3d's networks only: the frozen generator is no net
+
+
+def test_bench_families_unsup3d_needs_the_stylegan_row():
+    from helpers.config import PROFILES
     with pytest.raises(ValueError, match="gan_row"):
-        from helpers.config import PROFILES
-        bench.spec_for("unsup3d", PROFILES["smoke"].family("unsup3d"), {})
+        load_script("bench_families").spec_for("unsup3d", PROFILES["smoke"].family("unsup3d"), {})
 
 
 def test_bench_stylegan_times_every_phase_per_profile(tmp_path, capsys):
