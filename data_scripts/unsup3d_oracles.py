@@ -30,10 +30,12 @@ confidence), paper 004's mutual reconstruction with the next image of the batch 
 same with each face's partner the same face rendered in another view (`twin_mutual`: a multi-view signal no
 single-image method has, an oracle of its own kind), the loss counted on the head's pixels only (`head_loss=1`:
 the true foreground mask, an oracle) or on the pixels that are head in at least half the training renders
-(`average_head_loss=1`: one fixed window, no per-image truth); with `--resolution` the renders and the model are at
-that size. Every evaluation also gives the yaw signal (`yaw_signal`): how well the gradient of the objective with
-respect to each face's predicted yaw points to its true yaw; and each run scores it for the truth itself by pixel
-group (`truth_signal`), from the frontal view and from half the true one.
+(`average_head_loss=1`: one fixed window, no per-image truth), the training and test renders framed as unsup3d frames
+its faces, their central `crop` pixels resized to the resolution (`centre_crop`: the head fills the image); with
+`--resolution` the renders and the model are at that size. Every evaluation also gives the yaw signal
+(`yaw_signal`): how well the gradient of the objective with respect to each face's predicted yaw points to its true
+yaw; and each run scores it for the truth itself by pixel group (`truth_signal`), from the frontal view and from half
+the true one.
 
     python data_scripts/unsup3d_oracles.py                     # the ladder, ~10 min on 2 cores
     python data_scripts/unsup3d_oracles.py --steps 100 --train 256 --test 64 --out /tmp/oracles   # quick look
@@ -64,7 +66,7 @@ NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
           "loss_border": int, "fixed_sigma": int, "mutual": float, "twin_mutual": float,
-          "head_loss": int, "average_head_loss": int}
+          "head_loss": int, "average_head_loss": int, "crop": int}
 CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual")
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
@@ -117,6 +119,21 @@ def constrain(parts: dict[str, torch.Tensor], lever: dict, cfg: unsup3d.Unsup3dC
         parts["depth"] = (parts["depth"] + parts["depth"].flip(3)) / 2
         parts["albedo"] = (parts["albedo"] + parts["albedo"].flip(3)) / 2
     return parts
+
+
+def centre_crop(batch: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
+    """The renders' central `keep` x `keep` pixels resized back to their resolution (bilinear): image, twin image,
+    mask and view depth, as unsup3d frames its faces (synface: the central 170 px of each render; CelebA: tight face
+    crops), so that the head fills the image. Canonical truths are left as they are (not with --given)."""
+    size = batch["image"].shape[-1]
+    if not 8 <= keep <= size:
+        raise SystemExit(f"crop={keep}: expected the pixels kept, 8..{size}")
+    o = (size - keep) // 2
+
+    def resized(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x[..., o:o + keep, o:o + keep].float(), size=size, mode="bilinear",
+                                               align_corners=False)
+    return {**batch, **{k: resized(batch[k]) for k in ("image", "twin_image", "mask", "view_depth") if k in batch}}
 
 
 def twin_images(args, views: torch.Tensor) -> torch.Tensor:
@@ -442,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     levers = [parse_lever(text) for text in args.lever]
     if args.resolution < 16 or args.resolution & (args.resolution - 1):
         raise SystemExit(f"--resolution {args.resolution}: expected a power of two >= 16")
+    if args.given and any(lever.get("crop") for _, lever in levers):
+        raise SystemExit("--lever crop: not with --given (the canonical truths are not cropped)")
     if levers and args.neutral_light_steps != "0":
         raise SystemExit("--lever: not with --neutral-light-steps")
     try:
@@ -473,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         results["variants"][TRUTH_ROW] = [truth_point(test)]
     for label, given, n, lever in runs:
         print(label, lever or "", flush=True)
+        framed = [centre_crop(b, lever["crop"]) if (lever or {}).get("crop") else b for b in (train, test)]
         results["variants"][label], results["translation_profiles"][label] = train_with_oracles(
-            given, train, test, args, n, lever=lever)
+            given, *framed, args, n, lever=lever)
     if args.given is None and not levers:
         for name, pixels in FIT_VARIANTS.items():
             print(name, flush=True)

@@ -350,3 +350,25 @@ def test_pose_linearity_scores_the_labelled_reference_at_each_evaluation(tmp_pat
     with pytest.raises(SystemExit):
         script.main(["--profile", "smoke", "--steps", "4", "--evals", "9", "--out", str(out)])
     assert "--evals 9" in capsys.readouterr().err
+
+
+def test_unsup3d_oracles_crop_frames_the_head_and_trains_on_the_crop(tmp_path):
+    import torch
+    from helpers.data.synthfaces import SynthFaces
+    oracles = load_script("unsup3d_oracles")
+    batch = SynthFaces(resolution=32, seed=3, length=4).batch(range(4))
+    framed = oracles.centre_crop(batch, 24)
+    for key in ("image", "mask", "view_depth"):
+        assert framed[key].shape == batch[key].shape
+    assert framed["mask"].mean() > batch["mask"].mean() + 0.1  # the head fills more of the image
+    assert torch.equal(oracles.centre_crop(batch, 32)["image"], batch["image"])  # keeping every pixel changes nothing
+    assert torch.equal(framed["view"], batch["view"]) and torch.equal(framed["depth"], batch["depth"])
+    for bad in (4, 40):
+        with pytest.raises(SystemExit, match="crop="):
+            oracles.centre_crop(batch, bad)
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--lever", "c:crop=24", "--out", str(tmp_path)]) == 0
+    curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(curves) == ["unsup3d, nothing given", "c"] and curves["c"][0]["l1"] != curves[list(curves)[0]][0]["l1"]
+    with pytest.raises(SystemExit, match="not with --given"):
+        oracles.main(small + ["--given", "depth", "--lever", "c:crop=24", "--out", str(tmp_path / "bad")])
