@@ -1,13 +1,14 @@
-"""Benchmark: one training step of every model family of chapters 01-03, 04's unsup3d and 05's flow over width x batch x
-precision.
+"""Benchmark: one training step of every model family of chapters 01-03, 04's unsup3d and 05's flow over width x
+batch x precision.
 
-For each family (mask_vae, sis, sae, l2s, segmenter, features, unsup3d, flow) and every width, batch size, precision (fp32, bf16
-autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds the book's own training spec
-(`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own `Iteration`
-(every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved
-GFLOP/s beside this machine's measured fp32 and bf16 GEMM peak. Variants are timed side by side in interleaved
-rounds (median), since these machines are noisy. `--compile` adds `torch.compile`d phase losses at the profile's row
-(its own precision and memory format; the eager twin is in the grid).
+For each family (mask_vae, sis, sae, l2s, segmenter, features, unsup3d, flow) and every width, batch size, precision
+(fp32, bf16 autocast) and memory format (contiguous NCHW, channels_last) of a grid it builds the book's own training
+spec (`<module>.book_spec`, the one `helpers.book_models.train_model` trains), runs the training loop's own
+`Iteration` (every phase of a step that is not lazy; lazy R1 excluded), and prints ms per step, images per second, the
+step's FLOPs (forward + backward, `torch.utils.flop_counter`) and the achieved GFLOP/s beside this machine's measured
+fp32 and bf16 GEMM peak. Variants are timed side by side in interleaved rounds (median), since these machines are
+noisy. `--compile` adds `torch.compile`d phase losses at the profile's row (its own precision and memory format; the
+eager twin is in the grid).
 
 Images per second and GFLOP/s say how well a setting uses the CPU, not what it learns: the rows of the profiles are
 chosen from learning curves against wall-clock seconds (`data_scripts/learning_curves.py`).
