@@ -23,7 +23,9 @@ chosen from learning curves against wall-clock seconds (`data_scripts/learning_c
 
 The flow (chapter 05's T: W+ -> W*) steps on random codes of the profile's W+ size against untrained classifiers:
 its cost does not depend on what they hold. unsup3d (chapter 04) draws each step's batch from an untrained StyleGAN2 of
-the profile's `stylegan` row, as it trains on a trained one's generations: the step includes generating them.
+the profile's `stylegan` row, as it trains on a trained one's generations: the step includes generating them; where
+the row has unsup3d's perceptual term (`lam_perc`, the gpu row) its features come from an untrained feature network
+of width 16.
 """
 from __future__ import annotations
 
@@ -71,7 +73,9 @@ def spec_for(family: str, row, split, seed: int = 0, gan_row=None):
             raise ValueError("unsup3d needs gan_row: the profile's stylegan row, whose generations it trains on")
         untrained = Trained(stylegan.build(stylegan.book_config(gan_row)), {}, 0, Path("untrained-stylegan"), False,
                             0.0, "fp32")
-        return unsup3d.book_spec(row, split, seed, generator=untrained)
+        features = Trained({"features": ft.FeatureNet(ft.scaled_config(row.resolution, 16))}, {}, 0,
+                           Path("untrained-features"), False, 0.0, "fp32")  # the perceptual term's (gpu row)
+        return unsup3d.book_spec(row, split, seed, generator=untrained, features=features)
     module = {"sae": sae, "segmenter": segmenter, "features": ft}[family]
     return module.book_spec(row, split, seed)
 

@@ -70,7 +70,8 @@ METRIC = {"mask_vae": "miou", "sis": "l1", "sae": "l1", "l2s": "mean_f1", "segme
           "features": "accuracy", "stylegan": "fd_features", "w_encoder": "feature_distance", "semantics": "yaw_mae",
           "unsup3d": "side", "flow": "mean_accuracy"}
 BASE_ALSO = {"l2s": ("sae",)}  # families whose --base changes also apply to the rows they start from
-KEYS = {"semantics": ("image", "view", "light"), "unsup3d": ("image", "view", "light", "view_depth", "mask")}
+KEYS = {"semantics": ("image", "view", "light"),
+        "unsup3d": ("image", "view", "light", "view_depth", "mask", "attributes")}  # attributes: the perceptual net
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict, dict]:
@@ -156,7 +157,8 @@ class Family:
             cfg = replace_model(inversion.config_for(self.gan.nets["G"], row.width, **row.model), model)
             return {"generator": self.gan, "features": self.features_trained, "config": cfg}
         if self.family == "unsup3d":
-            return {"generator": self.gan, "config": unsup3d.book_config(row, **model)}
+            cfg = unsup3d.book_config(row, **model)
+            return {"generator": self.gan, "config": cfg, "features": self.features_trained if cfg.lam_perc else None}
         if self.family == "semantics":
             return {}
         if self.family == "flow":
@@ -416,6 +418,10 @@ def main(argv=None) -> int:
         decorrelated = dataclasses.replace(stylegan.book_config(base.profile.family("stylegan")), decorrelation=1.0)
         family.gan = book_models.train_model(base, "stylegan", gan_train, config=decorrelated)
         print(family.gan.summary)
+        variant_models = [parse_variant(text)[2] for text in args.variant]
+        if unsup3d.book_config(base.profile.family("unsup3d")).lam_perc or any(m.get("lam_perc") for m in
+                                                                               variant_models):
+            print(family.with_feature_net(base))  # the perceptual term's network, at unsup3d's resolution
     data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
     data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)
 

@@ -31,7 +31,9 @@ same with each face's partner the same face rendered in another view (`twin_mutu
 single-image method has, an oracle of its own kind), the loss counted on the head's pixels only (`head_loss=1`:
 the true foreground mask, an oracle) or on the pixels that are head in at least half the training renders
 (`average_head_loss=1`: one fixed window, no per-image truth), the training and test renders framed as unsup3d frames
-its faces, their central `crop` pixels resized to the resolution (`centre_crop`: the head fills the image); with
+its faces, their central `crop` pixels resized to the resolution (`centre_crop`: the head fills the image), and
+unsup3d's perceptual term with the book's features in place of VGG16 (`lam_perc`, its weight; the feature network of
+the cpu features row's width and steps trained on the training renders, `perceptual_features`); with
 `--resolution` the renders and the model are at that size. Every evaluation also gives the yaw signal
 (`yaw_signal`): how well the gradient of the objective with respect to each face's predicted yaw points to its true
 yaw; and each run scores it for the truth itself by pixel group (`truth_signal`), from the frontal view and from half
@@ -57,8 +59,10 @@ from pathlib import Path
 
 import torch
 
+from helpers.data.memory import InMemory
 from helpers.data.synthfaces import SynthFaces
-from helpers.models import unsup3d
+from helpers.models import features, unsup3d
+from helpers.train import train as train_spec
 from helpers.models.semantics import true_semantics
 
 PARTS = ("depth", "albedo", "light")
@@ -66,8 +70,9 @@ NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
           "loss_border": int, "fixed_sigma": int, "mutual": float, "twin_mutual": float,
-          "head_loss": int, "average_head_loss": int, "crop": int}
-CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual")
+          "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float}
+CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual", "lam_perc")
+FEATURE_WIDTH, FEATURE_STEPS, FEATURE_BATCH = 16, 400, 64  # the perceptual term's network: the cpu features row
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
 SHIFTS_PX = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # translation_profile's offsets
@@ -154,11 +159,24 @@ def average_head(train: dict) -> torch.Tensor:
     return ((train["mask"] > 0.5).float().mean(0, keepdim=True) >= 0.5).float()
 
 
+def perceptual_features(train: dict, args, crop: int = 0) -> unsup3d.PerceptualFeatures:
+    """The perceptual term's features (`lam_perc`): a FeatureNet of the cpu features row's width and steps trained on
+    the training renders' attributes (as chapter 4 trains its own; framed by `crop` if any), in the checkpoint cache."""
+    cfg = features.scaled_config(args.resolution, FEATURE_WIDTH, train["attributes"].shape[1])
+    spec = features.training_spec(cfg, InMemory({"image": train["image"], "attributes": train["attributes"]}),
+                                  steps=FEATURE_STEPS, batch_size=min(FEATURE_BATCH, len(train["image"])),
+                                  seed=args.seed)
+    spec.precision, spec.channels_last = "fp32", False
+    spec.data_id = {"dataset": "synthfaces", "seed": 11, "length": args.train, "resolution": args.resolution,
+                    "crop": crop}
+    return unsup3d.PerceptualFeatures(train_spec(spec, progress=False).nets["features"])
+
+
 def sigma_maps(model: unsup3d.Unsup3d, image: torch.Tensor, lever: dict | None = None) -> torch.Tensor:
     """The model's confidence maps [B, 2, R, R], or 1 everywhere with the `fixed_sigma` lever (unsup3d's ablation
     without confidence: the plain L1 times sqrt(2))."""
     if (lever or {}).get("fixed_sigma"):
-        return image.new_ones(image.shape[0], 2, *image.shape[-2:])
+        return image.new_ones(image.shape[0], 2 + 2 * (model.cfg.lam_perc > 0), *image.shape[-2:])
     return model.confidence(image)
 
 
@@ -197,7 +215,8 @@ def objective_terms(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: fl
 
 @torch.no_grad()
 def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
-                        lever: dict | None = None) -> list[list[float]]:
+                        lever: dict | None = None,
+                        perceptual: unsup3d.PerceptualFeatures | None = None) -> list[list[float]]:
     """The model's training objective (confidence-weighted, reconstruction + flip) on the test renders with
     x-translations of SHIFTS_PX image pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
     model.eval()
@@ -209,7 +228,7 @@ def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], g
         view = parts["view"].clone()
         view[:, 3] += shift * unsup3d.canonical_pixel(model.cfg)
         total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, test["image"],
-                                             sigma, model.cfg)
+                                             sigma, model.cfg, features=perceptual)
         profile.append([shift, total.item()])
     return profile
 
@@ -290,6 +309,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
                                  + ([{"params": model.mutual_confidence_net.parameters()}] if cfg.mutual else []))
     truth, n = true_parts(train), train["image"].shape[0]
     window = average_head(train) if lever.get("average_head_loss") else None
+    perceptual = perceptual_features(train, args, lever.get("crop", 0)) if cfg.lam_perc else None
     order = torch.Generator().manual_seed(args.seed)
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
     for step in range(args.steps + 1):
@@ -311,12 +331,13 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         if lever.get("head_loss"):
             pixels = (train["mask"][idx] > 0.5).float()
         loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
-                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, pixels)
+                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, pixels,
+                                            features=perceptual)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seconds += time.perf_counter() - start
-    return curve, translation_profile(model, test, given, lever)
+    return curve, translation_profile(model, test, given, lever, perceptual)
 
 
 def swap_with_partners(model: unsup3d.Unsup3d, parts: dict[str, torch.Tensor], sigma: torch.Tensor,

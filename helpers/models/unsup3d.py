@@ -16,8 +16,13 @@ instead of unsup3d's mesh rasteriser), once with the canonical depth and albedo 
 horizontally (the symmetry prior). Loss: unsup3d's confidence-weighted L1, |I - I_hat| sqrt(2) / sigma + log sigma
 averaged over the rendered pixels, for the reconstruction plus `lam_flip` (0.5) x the flipped one.
 
-Deviation: unsup3d adds a perceptual loss on ImageNet-VGG16 features; those weights cannot be downloaded here, so the
-book drops that term (`lam_perc` does not exist). Chapter 04 states it.
+Perceptual term: unsup3d adds `lam_perc` (1) x a perceptual loss, a Gaussian likelihood of the difference of
+ImageNet-VGG16 relu3_3 features (a quarter of the resolution) with its own confidence maps, for the reconstruction and
+its flipped twin. Those weights cannot be downloaded here. Deviation: with `lam_perc` > 0 the book takes the same
+layer of its own feature network instead (`PerceptualFeatures`: the stem and first two stages of
+`helpers.models.features.FeatureNet`, trained on SynthFaces' attributes, frozen, a quarter of the resolution), and
+the confidence network's two extra sigma maps are average-pooled to that size (unsup3d decodes them there);
+`lam_perc` = 0 drops the term. Chapter 04 states which.
 
 Mutual reconstruction (paper 004): with probability `mutual` (epsilon; 0.5 for CASIA, 0.1 for FFHQ, 0 = unsup3d) an
 image is reconstructed from the canonical depth and albedo of another image of the batch (the next one), with its own
@@ -68,6 +73,7 @@ class Unsup3dConfig:
     max_depth: float = 1.1
     fov: float = 10.0
     lam_flip: float = 0.5
+    lam_perc: float = 0.0  # the perceptual term's weight (unsup3d: 1, on VGG16; 0 = dropped; see PerceptualFeatures)
     mutual: float = 0.0  # epsilon: probability of reconstructing from another image's depth and albedo
     yaw_augment: float = 0.0  # share of each batch generated along v_yaw (Eq. 4); 0 = none
     augment_scale: float = 10.0  # s ~ U[-scale, scale]
@@ -98,6 +104,8 @@ class Unsup3dConfig:
                           "0 <= yaw_augment < 1")
         if not 0 < self.min_depth < self.max_depth:
             errors.append(f"min_depth={self.min_depth}, max_depth={self.max_depth}: need 0 < min < max")
+        if self.lam_perc < 0:
+            errors.append(f"lam_perc={self.lam_perc}: must be >= 0")
         if self.view_noise_deg < 0 or self.view_noise_px < 0:
             errors.append(f"view_noise_deg={self.view_noise_deg}, view_noise_px={self.view_noise_px}: must be >= 0")
         if not 0 < self.augment_momentum < 1 or self.augment_every < 1:
@@ -108,9 +116,9 @@ class Unsup3dConfig:
 
 
 def paper_config(mutual: float = 0.5) -> Unsup3dConfig:
-    """unsup3d's published network sizes at 64 px (paper 004 resizes every generation to 64 x 64) with paper 004's
-    swap probability (0.5 for CASIA, 0.1 for FFHQ)."""
-    return Unsup3dConfig(resolution=64, width=64, zdim=256, mutual=mutual)
+    """unsup3d's published network sizes and perceptual term at 64 px (paper 004 resizes every generation to 64 x 64)
+    with paper 004's swap probability (0.5 for CASIA, 0.1 for FFHQ)."""
+    return Unsup3dConfig(resolution=64, width=64, zdim=256, mutual=mutual, lam_perc=1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,8 +241,10 @@ class Unsup3d(nn.Module):
         self.albedo_net = EncoderDecoder(3, 3, r, w, cfg.zdim, size=canon)
         self.light_net = Encoder(3, 8, r, w)
         self.view_net = Encoder(3, 6, r, w)
-        self.confidence_net = EncoderDecoder(3, 2, r, w // 2 or 1, cfg.zdim // 2)
-        self.mutual_confidence_net = EncoderDecoder(6, 2, r, w // 2 or 1, cfg.zdim // 2) if cfg.mutual > 0 else None
+        maps = 4 if cfg.lam_perc > 0 else 2  # sigma of the reconstruction and its flip (+ the perceptual two)
+        self.confidence_net = EncoderDecoder(3, maps, r, w // 2 or 1, cfg.zdim // 2)
+        self.mutual_confidence_net = (EncoderDecoder(6, maps, r, w // 2 or 1, cfg.zdim // 2) if cfg.mutual > 0
+                                      else None)
 
     def canonical_depth(self, raw: Tensor) -> Tensor:
         """unsup3d's depth: raw minus its mean, tanh, to [min, max]; a border set to 0.7 max + 0.3 min."""
@@ -273,8 +283,9 @@ class Unsup3d(nn.Module):
         return semantics_from_parts(parts["view"], light[:, 0:3], light[:, 3:6], light[:, 6:8])
 
     def confidence(self, image: Tensor, source: Tensor | None = None) -> Tensor:
-        """sigma maps [B, 2, R, R] (reconstruction, flipped reconstruction); `source` = the images whose depth and
-        albedo are used (mutual reconstruction: the mutual network sees both)."""
+        """sigma maps [B, 2, R, R] (reconstruction, flipped reconstruction; with `lam_perc` two more for the perceptual
+        term, [B, 4, R, R]); `source` = the images whose depth and albedo are used (mutual reconstruction: the mutual
+        network sees both)."""
         x = image * 2 - 1
         if source is None:
             return F.softplus(self.confidence_net(x)) + EPS
@@ -354,6 +365,33 @@ def photometric_loss(image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor)
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
+class PerceptualFeatures(nn.Module):
+    """The perceptual term's features: the stem and first two stages of a trained `FeatureNet` (the analog of VGG16's
+    relu3_3: a quarter of the resolution), frozen; image [B, 3, R, R] in [0, 1] -> [B, 2w, R/4, R/4]."""
+
+    def __init__(self, feature_net: nn.Module):
+        super().__init__()
+        self.layers = copy.deepcopy(nn.Sequential(feature_net.stem, *feature_net.stages[:2])).eval()
+        self.layers.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "PerceptualFeatures":
+        return self  # always in eval mode: a fixed measure, as unsup3d's VGG
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.layers(image * 2 - 1).float()
+
+
+def perceptual_loss(features: nn.Module, image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
+    """unsup3d's perceptual term (a Gaussian likelihood): mean over the mask, pooled to the features' resolution, of
+    (f(I) - f(I_hat))^2 / (2 sigma^2) + log sigma, sigma [B, 1, R, R] pooled the same way."""
+    both = features(torch.cat([image, target]))
+    f_image, f_target = both.chunk(2)
+    k = image.shape[-1] // both.shape[-1]
+    sigma, mask = F.avg_pool2d(sigma, k), F.avg_pool2d(mask, k).expand_as(f_image)
+    loss = (f_image - f_target) ** 2 / (2 * sigma ** 2 + EPS) + (sigma + EPS).log()
+    return (loss * mask).sum() / mask.sum().clamp_min(1)
+
+
 def central_window(size: int, border: int, like: Tensor) -> Tensor:
     """[1, 1, size, size]: 1 except on the `border` outermost pixels of every edge, where a turned view looks past
     the canonical maps' edge (their pixels leave the rendered mask, which the loss's gradient does not see)."""
@@ -363,10 +401,12 @@ def central_window(size: int, border: int, like: Tensor) -> Tensor:
 
 
 def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, image: Tensor, sigma: Tensor,
-                   cfg: Unsup3dConfig, pixels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                   cfg: Unsup3dConfig, pixels: Tensor | None = None,
+                   features: nn.Module | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """unsup3d's objective for one batch: the photometric loss of the reconstruction plus `lam_flip` x that of the
-    reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]); returns (total, l1, l1_flip).
-    `pixels` [B, 1, R, R] (measurements only) restricts both terms to those pixels of the image."""
+    reconstruction from the horizontally flipped depth and albedo (sigma [B, 2, R, R]), and with `cfg.lam_perc` the
+    perceptual terms of both on `features` (sigma [B, 4, R, R]); returns (total, l1, l1_flip). `pixels`
+    [B, 1, R, R] (measurements only) restricts every term to those pixels of the image."""
     b = image.shape[0]
     both = reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]), light.repeat(2, 1),
                        view.repeat(2, 1), cfg.fov, size=image.shape[-1])
@@ -377,7 +417,16 @@ def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, i
         mask = mask * pixels.repeat(2, 1, 1, 1)
     l1 = photometric_loss(both["image"][:b], image, mask[:b], sigma[:, 0:1])
     l1_flip = photometric_loss(both["image"][b:], image, mask[b:], sigma[:, 1:2])
-    return l1 + cfg.lam_flip * l1_flip, l1, l1_flip
+    total = l1 + cfg.lam_flip * l1_flip
+    if cfg.lam_perc > 0:
+        if features is None or sigma.shape[1] != 4:
+            raise ValueError(f"lam_perc={cfg.lam_perc}: the perceptual term needs `features` (PerceptualFeatures) and "
+                             f"four sigma maps (got {sigma.shape[1]})")
+        recon = both["image"] * both["mask"].detach()  # unsup3d: the reconstruction is 0 where nothing is rendered
+        perc = perceptual_loss(features, recon[:b], image, mask[:b], sigma[:, 2:3])
+        perc_flip = perceptual_loss(features, recon[b:], image, mask[b:], sigma[:, 3:4])
+        total = total + cfg.lam_perc * (perc + cfg.lam_flip * perc_flip)
+    return total, l1, l1_flip
 
 
 def mutual_swap(model: Unsup3d, parts: Mapping[str, Tensor], sigma: Tensor, image: Tensor,
@@ -437,12 +486,16 @@ class Generations:
 # Training
 
 
-def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
-    """The loss (nets, batch, step) -> (loss, logs) of unsup3d with mutual reconstruction and yaw augmentation."""
+def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int,
+           features: PerceptualFeatures | None = None):
+    """The loss (nets, batch, step) -> (loss, logs) of unsup3d with mutual reconstruction and yaw augmentation
+    (`features`: the perceptual term's, with `cfg.lam_perc`)."""
 
     def loss(nets, batch, step):
         model, yaw_state = nets["unsup3d"], nets["yaw_direction"]
         device = next(model.parameters()).device
+        if features is not None:
+            features.to(device)
         w, image = generations.sample(batch_size, device)
         n_aug = round(cfg.yaw_augment * batch_size) if yaw_state.ready else 0
         if n_aug:
@@ -462,7 +515,7 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
             partner = {k: parts[k].roll(1, 0) for k in ("depth", "albedo")}  # the next image of the batch
             parts, sigma = mutual_swap(model, parts, sigma, image, partner, image.roll(1, 0), swapped)
         total, l1, l1_flip = symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
-                                            noisy_view(cfg, parts["view"]), image, sigma, cfg)
+                                            noisy_view(cfg, parts["view"]), image, sigma, cfg, features=features)
         logs = {"l1": l1.detach(), "l1_flip": l1_flip.detach(), "swapped": swapped.float().mean()}
         if cfg.yaw_augment > 0:
             logs["augmented"] = torch.tensor(float(n_aug))
@@ -472,10 +525,14 @@ def losses(cfg: Unsup3dConfig, generations: Generations, batch_size: int):
 
 
 def training_spec(cfg: Unsup3dConfig, generations: Generations, steps: int, batch_size: int, seed: int,
-                  **loop: Any) -> TrainSpec:
-    """The TrainSpec "unsup3d": one Adam phase on every network, on fresh generations each step (no dataset)."""
+                  features: PerceptualFeatures | None = None, **loop: Any) -> TrainSpec:
+    """The TrainSpec "unsup3d": one Adam phase on every network, on fresh generations each step (no dataset);
+    `features` (frozen, not checkpointed) for the perceptual term when `cfg.lam_perc` > 0."""
     if cfg.mutual > 0 and batch_size < 2:
         raise ValueError(f"batch_size={batch_size}: mutual reconstruction swaps within a batch, so it needs >= 2")
+    if (cfg.lam_perc > 0) != (features is not None):
+        raise ValueError(f"lam_perc={cfg.lam_perc} with features={'given' if features is not None else None}: the "
+                         "perceptual term needs its feature network, and only it uses one")
     w_dim = generations.G.cfg.w_dim
     if generations.resolution != cfg.resolution:
         raise ValueError(f"the generations are {generations.resolution} px; the unsup3d config is for "
@@ -488,7 +545,7 @@ def training_spec(cfg: Unsup3dConfig, generations: Generations, steps: int, batc
         return {"unsup3d": torch.optim.Adam(nets["unsup3d"].parameters(), lr=cfg.lr, betas=(0.9, 0.999))}
 
     return TrainSpec(name="unsup3d", config={"model": dataclasses.asdict(cfg)}, build=build, optimizers=optimizers,
-                     phases=[Phase("unsup3d", losses(cfg, generations, batch_size), "unsup3d")], steps=steps,
+                     phases=[Phase("unsup3d", losses(cfg, generations, batch_size, features), "unsup3d")], steps=steps,
                      batch_size=batch_size, seed=seed, data=None, channels_last=False, **loop)
 
 
@@ -516,16 +573,23 @@ def book_config(row: Any, **changes: Any) -> Unsup3dConfig:
 
 def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, generator: Any,
               accept: tuple[str, Callable[[Tensor], Tensor]] | None = None,
-              config: Unsup3dConfig | None = None) -> TrainSpec:
+              config: Unsup3dConfig | None = None, features: Any = None) -> TrainSpec:
     """The book's unsup3d on generations of a trained StyleGAN2 (`helpers.train.Trained`; `split` is the one the
     generator learned from). `accept` = (name, function) keeps generations with a probability (the name goes in the
-    cache key, e.g. the regressor and rule that make profiles rare)."""
+    cache key, e.g. the regressor and rule that make profiles rare); `features` = a trained feature network
+    (`Trained` of the "features" family) for the perceptual term, needed when the config's `lam_perc` > 0 (its
+    checkpoint goes in the key)."""
     cfg = config or book_config(row)
     if row.lr is not None:
         cfg = dataclasses.replace(cfg, lr=row.lr)
+    if cfg.lam_perc > 0 and features is None:
+        raise ValueError(f"lam_perc={cfg.lam_perc}: pass features= (a trained feature network) for the perceptual "
+                         "term, or set lam_perc=0")
+    perceptual = PerceptualFeatures(features.nets["features"]) if cfg.lam_perc > 0 else None
     generations = Generations(generator.nets["G"], cfg.resolution, accept[1] if accept else None)
-    spec = training_spec(cfg, generations, steps=row.steps, batch_size=row.batch_size, seed=seed)
-    spec.config = {**spec.config, "generator": generator.path.name, "accept": accept[0] if accept else None}
+    spec = training_spec(cfg, generations, steps=row.steps, batch_size=row.batch_size, seed=seed, features=perceptual)
+    spec.config = {**spec.config, "generator": generator.path.name, "accept": accept[0] if accept else None,
+                   **({"features": features.path.name} if perceptual is not None else {})}
     return spec
 
 
@@ -574,7 +638,7 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
     "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss",
-    "central_window", "symmetric_loss", "mutual_swap",
+    "PerceptualFeatures", "perceptual_loss", "central_window", "symmetric_loss", "mutual_swap",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",

@@ -373,3 +373,16 @@ def test_unsup3d_oracles_crop_frames_the_head_and_trains_on_the_crop(tmp_path):
     assert curves["c"][0]["l1"] != curves["unsup3d, nothing given"][0]["l1"]  # scored on the cropped test renders
     with pytest.raises(SystemExit, match="not with --given"):
         oracles.main(small + ["--given", "depth", "--lever", "c:crop=24", "--out", str(tmp_path / "bad")])
+
+
+def test_unsup3d_oracles_perceptual_lever_trains_its_feature_network_once_and_adds_the_term(tmp_path, monkeypatch):
+    oracles = load_script("unsup3d_oracles")
+    monkeypatch.setattr(oracles, "FEATURE_STEPS", 2)
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path / "cache"))
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--lever", "p:lam_perc=1", "--out", str(tmp_path)]) == 0
+    curves = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["variants"]
+    assert list(curves) == ["unsup3d, nothing given", "p"]
+    assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 1  # the perceptual term's network, cached
+    profiles = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["translation_profiles"]
+    assert profiles["p"] != profiles["unsup3d, nothing given"]  # the objective scanned includes the term

@@ -5,7 +5,7 @@ import torch
 
 from helpers import render
 from helpers.data.synthfaces import SynthFaces
-from helpers.models import semantics, stylegan, unsup3d
+from helpers.models import features, semantics, stylegan, unsup3d
 from helpers.train import train
 
 
@@ -255,3 +255,73 @@ def test_scores_summarise_evaluate_against_the_true_pose():
     assert torch.allclose(out["true_yaw"], torch.rad2deg(batch["view"][:, 0]))
     expected = torch.corrcoef(torch.stack([out["yaw"], out["true_yaw"]]))[0, 1].item()
     assert out["yaw_corr"] == pytest.approx(expected) and -1 <= out["pitch_corr"] <= 1
+
+
+class _MeanFeatures(torch.nn.Module):
+    """A known feature map for the perceptual term: each 4 x 4 block's mean (a quarter of the resolution)."""
+
+    def forward(self, image):
+        return torch.nn.functional.avg_pool2d(image, 4)
+
+
+def test_perceptual_loss_is_unsup3ds_gaussian_likelihood_on_pooled_mask_and_sigma():
+    image, target = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
+    sigma, mask = torch.full((1, 1, 8, 8), 2.0), torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1  # the top two blocks
+    value = unsup3d.perceptual_loss(_MeanFeatures(), image, target, mask, sigma)
+    assert float(value) == pytest.approx(0.25 / (2 * 4) + math.log(2), rel=1e-5)
+    mask[..., :4, :4] = 0.5  # a half-covered block weighs half
+    target[..., :4, :4] = 1.5  # its difference 1.5: (1.5^2 x 0.5 + 0.5^2 x 1) / 1.5 / 8
+    expected = (1.5 ** 2 * 0.5 + 0.25) / 1.5 / 8 + math.log(2)
+    assert float(unsup3d.perceptual_loss(_MeanFeatures(), image, target, mask, sigma)) == pytest.approx(expected,
+                                                                                                       rel=1e-5)
+
+
+def test_perceptual_features_are_a_frozen_quarter_resolution_slice_of_the_feature_network():
+    net = features.FeatureNet(features.scaled_config(32, 4))
+    perceptual = unsup3d.PerceptualFeatures(net).train()
+    x = torch.rand(2, 3, 32, 32)
+    out = perceptual(x)
+    assert out.shape == (2, 8, 8, 8) and not any(p.requires_grad for p in perceptual.parameters())
+    net.eval()
+    assert torch.allclose(out, net.stages[:2](net.stem(x * 2 - 1)))
+    assert not perceptual.layers.training
+
+
+def test_symmetric_loss_adds_the_perceptual_terms_with_their_weights_and_needs_four_sigma_maps():
+    torch.manual_seed(4)
+    cfg, plain = small_config(lam_perc=2.0, lam_flip=0.25), small_config(lam_flip=0.25)
+    depth, albedo = 1 + 0.02 * torch.randn(2, 1, 16, 16), torch.rand(2, 3, 16, 16)
+    light, view = torch.tensor([[0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 0.0, -0.1]]).repeat(2, 1), torch.zeros(2, 6)
+    image, sigma = torch.rand(2, 3, 16, 16), 0.5 + torch.rand(2, 4, 16, 16)
+    total, l1, l1_flip = unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, cfg,
+                                                features=_MeanFeatures())
+    photometric, _, _ = unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma[:, :2], plain)
+    rec = unsup3d.reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
+                              light.repeat(2, 1), view.repeat(2, 1))
+    perc = [unsup3d.perceptual_loss(_MeanFeatures(), rec["image"][i * 2:i * 2 + 2] * rec["mask"][i * 2:i * 2 + 2],
+                                    image, rec["mask"][i * 2:i * 2 + 2], sigma[:, 2 + i:3 + i]) for i in (0, 1)]
+    assert torch.allclose(total, photometric + 2.0 * (perc[0] + 0.25 * perc[1]))
+    with pytest.raises(ValueError, match="lam_perc"):
+        unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, cfg)
+    with pytest.raises(ValueError, match="four sigma maps"):
+        unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma[:, :2], cfg, features=_MeanFeatures())
+    assert unsup3d.Unsup3d(cfg).confidence(image).shape == (2, 4, 16, 16)
+    assert unsup3d.Unsup3d(plain).confidence(image).shape == (2, 2, 16, 16)
+
+
+def test_training_with_the_perceptual_term_runs_and_refuses_a_missing_or_unused_feature_network(tmp_path):
+    torch.manual_seed(0)
+    G = stylegan.Generator(stylegan.scaled_config(16, 8, 4))
+    gens, perceptual = unsup3d.Generations(G), unsup3d.PerceptualFeatures(features.FeatureNet(
+        features.scaled_config(16, 4)))
+    cfg = small_config(lam_perc=1.0, mutual=0.5)
+    trained = train(unsup3d.training_spec(cfg, gens, steps=3, batch_size=4, seed=0, precision="fp32",
+                                          features=perceptual), cache_dir=tmp_path, progress=False)
+    assert all(math.isfinite(v) for v in trained.history["l1"])
+    with pytest.raises(ValueError, match="lam_perc"):
+        unsup3d.training_spec(cfg, gens, steps=1, batch_size=4, seed=0)
+    with pytest.raises(ValueError, match="lam_perc"):
+        unsup3d.training_spec(small_config(), gens, steps=1, batch_size=4, seed=0, features=perceptual)
+    with pytest.raises(ValueError, match="lam_perc"):
+        unsup3d.Unsup3dConfig(lam_perc=-1)
