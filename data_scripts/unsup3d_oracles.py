@@ -33,7 +33,9 @@ the true foreground mask, an oracle) or on the pixels that are head in at least 
 (`average_head_loss=1`: one fixed window, no per-image truth), the training and test renders framed as unsup3d frames
 its faces, their central `crop` pixels resized to the resolution (`centre_crop`: the head fills the image), and
 unsup3d's perceptual term with the book's features in place of VGG16 (`lam_perc`, its weight; the feature network of
-the cpu features row's width and steps trained on the training renders, `perceptual_features`); with
+the cpu features row's width and steps trained on the training renders, `perceptual_features`), and a static
+background behind the head, which unsup3d does not have (`background_layer=G`: a G x G background from the image and
+a canonical opacity that turns with the head, `BackgroundLayer`; the loss on every pixel); with
 `--resolution` the renders and the model are at that size. Every evaluation also gives the yaw signal
 (`yaw_signal`): how well the gradient of the objective with respect to each face's predicted yaw points to its true
 yaw; and each run scores it for the truth itself by pixel group (`truth_signal`), from the frontal view and from half
@@ -59,6 +61,7 @@ from pathlib import Path
 
 import torch
 
+from helpers import render
 from helpers.data.memory import InMemory
 from helpers.data.synthfaces import SynthFaces
 from helpers.models import features, unsup3d
@@ -70,7 +73,7 @@ NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
           "loss_border": int, "fixed_sigma": int, "mutual": float, "twin_mutual": float,
-          "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float}
+          "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float, "background_layer": int}
 CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual", "lam_perc")
 FEATURE_WIDTH, FEATURE_STEPS, FEATURE_BATCH = 16, 400, 64  # the perceptual term's network: the cpu features row
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
@@ -172,6 +175,82 @@ def perceptual_features(train: dict, args, crop: int = 0) -> unsup3d.PerceptualF
     return unsup3d.PerceptualFeatures(train_spec(spec, progress=False).nets["features"])
 
 
+class BackgroundLayer(torch.nn.Module):
+    """Not in unsup3d (the `background_layer` lever): a static background behind the head. From the image, a
+    `grid` x `grid` RGB background bilinearly upsampled to the image (too coarse to draw a face) and a canonical
+    opacity map, which turns with the head (warped by the renderer like the albedo) and is flipped with it; the
+    reconstruction is opacity x unsup3d's rendering + (1 - opacity) x the background, on every pixel."""
+
+    def __init__(self, cfg: unsup3d.Unsup3dConfig, grid: int):
+        super().__init__()
+        if not 1 <= grid <= cfg.resolution // 4:
+            raise SystemExit(f"background_layer={grid}: expected the background's grid size, 1..{cfg.resolution // 4}")
+        self.grid, self.resolution = grid, cfg.resolution
+        self.background_net = unsup3d.Encoder(3, 3 * grid * grid, cfg.resolution, cfg.width)
+        self.opacity_net = unsup3d.EncoderDecoder(3, 1, cfg.resolution, cfg.width, cfg.zdim)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image [B, 3, R, R] -> background [B, 3, R, R] in [0, 1], canonical opacity [B, 1, R, R] in (0, 1)."""
+        x = image * 2 - 1
+        coarse = (self.background_net(x).view(-1, 3, self.grid, self.grid) + 1) / 2
+        background = torch.nn.functional.interpolate(coarse, size=self.resolution, mode="bilinear",
+                                                     align_corners=True)
+        return background, torch.sigmoid(self.opacity_net(x))
+
+
+def layered_reconstruction(parts: dict[str, torch.Tensor], opacity: torch.Tensor, background: torch.Tensor,
+                           view: torch.Tensor, fov: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image [B, 3, R, R], warped opacity [B, 1, R, R]): unsup3d's rendering of `parts` in `view` over the static
+    background, weighted by the canonical opacity carried into the view (0 where no surface is hit)."""
+    canon = unsup3d.canonical_image(parts["depth"], parts["albedo"], parts["light"], fov)
+    b = canon.shape[0]
+    flat = render.Light(ambient=canon.new_ones(b, 1), diffuse=canon.new_zeros(b, 1),
+                        direction=canon.new_tensor([0.0, 0.0, -1.0]).expand(b, 3))
+    out = render.render(parts["depth"], canon, flat, view, extra=opacity, fov_deg=fov, supersample=1)
+    seen = out["extra"]
+    return seen * out["image"] + (1 - seen) * background, seen
+
+
+def layered_loss(parts: dict[str, torch.Tensor], opacity: torch.Tensor, background: torch.Tensor,
+                 view: torch.Tensor, image: torch.Tensor, sigma: torch.Tensor, cfg: unsup3d.Unsup3dConfig
+                 ) -> torch.Tensor:
+    """unsup3d's objective (the reconstruction + `lam_flip` x the one from the flipped depth, albedo and opacity,
+    confidence-weighted L1) with the background layer, counted on every pixel."""
+    b = image.shape[0]
+    both = {"depth": torch.cat([parts["depth"], parts["depth"].flip(3)]),
+            "albedo": torch.cat([parts["albedo"], parts["albedo"].flip(3)]), "light": parts["light"].repeat(2, 1)}
+    recon, _ = layered_reconstruction(both, torch.cat([opacity, opacity.flip(3)]), background.repeat(2, 1, 1, 1),
+                                      view.repeat(2, 1), cfg.fov)
+    every = torch.ones_like(image[:, :1])
+    return (unsup3d.photometric_loss(recon[:b], image, every, sigma[:, 0:1])
+            + cfg.lam_flip * unsup3d.photometric_loss(recon[b:], image, every, sigma[:, 1:2]))
+
+
+@torch.no_grad()
+def layer_scores(model: unsup3d.Unsup3d, layer: BackgroundLayer, test: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The layer on the test renders: the mean warped opacity on the true head and on the true background, the plain
+    L1 of the layered reconstruction, and the yaw signal (`yaw_signal`'s correlation) of the layered objective (plain
+    L1 + ½ flip L1 on every pixel), which replaces that of unsup3d's rendering alone."""
+    parts = model.decompose(test["image"])
+    background, opacity = layer(test["image"])
+    view = parts["view"].clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss, recon = 0.0, None
+        for flip, weight in ((False, 1.0), (True, 0.5)):
+            turned = {**parts, **({k: parts[k].flip(3) for k in ("depth", "albedo")} if flip else {})}
+            image, seen_ = layered_reconstruction(turned, opacity.flip(3) if flip else opacity, background, view,
+                                                  model.cfg.fov)
+            if recon is None:
+                recon, seen = image.detach(), seen_.detach()
+            loss = loss + weight * (image - test["image"]).abs().mean(dim=(1, 2, 3)).sum()
+        grad, = torch.autograd.grad(loss, view)
+    head = (test["mask"] > 0.5).float()
+    return {"opacity_head": ((seen * head).sum() / head.sum()).item(),
+            "opacity_background": ((seen * (1 - head)).sum() / (1 - head).sum()).item(),
+            "layered_l1": (recon - test["image"]).abs().mean().item(),
+            "yaw_signal": torch.corrcoef(torch.stack([-grad[:, 0], test["view"][:, 0]]))[0, 1].item()}
+
+
 def sigma_maps(model: unsup3d.Unsup3d, image: torch.Tensor, lever: dict | None = None) -> torch.Tensor:
     """The model's confidence maps [B, 2, R, R], or 1 everywhere with the `fixed_sigma` lever (unsup3d's ablation
     without confidence: the plain L1 times sqrt(2))."""
@@ -215,8 +294,8 @@ def objective_terms(parts: dict[str, torch.Tensor], image: torch.Tensor, fov: fl
 
 @torch.no_grad()
 def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple[str, ...],
-                        lever: dict | None = None,
-                        perceptual: unsup3d.PerceptualFeatures | None = None) -> list[list[float]]:
+                        lever: dict | None = None, perceptual: unsup3d.PerceptualFeatures | None = None,
+                        layer: BackgroundLayer | None = None) -> list[list[float]]:
     """The model's training objective (confidence-weighted, reconstruction + flip) on the test renders with
     x-translations of SHIFTS_PX image pixels (at depth 1) added to its predicted views: [[pixels, loss], ...]."""
     model.eval()
@@ -227,8 +306,12 @@ def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], g
     for shift in SHIFTS_PX:
         view = parts["view"].clone()
         view[:, 3] += shift * unsup3d.canonical_pixel(model.cfg)
-        total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, test["image"],
-                                             sigma, model.cfg, features=perceptual)
+        if layer is not None:
+            background, opacity = layer(test["image"])
+            total = layered_loss(parts, opacity, background, view, test["image"], sigma, model.cfg)
+        else:
+            total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view,
+                                                 test["image"], sigma, model.cfg, features=perceptual)
         profile.append([shift, total.item()])
     return profile
 
@@ -310,12 +393,16 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
     truth, n = true_parts(train), train["image"].shape[0]
     window = average_head(train) if lever.get("average_head_loss") else None
     perceptual = perceptual_features(train, args, lever.get("crop", 0)) if cfg.lam_perc else None
+    layer = BackgroundLayer(cfg, lever["background_layer"]) if lever.get("background_layer") else None
+    if layer is not None:
+        optimizer.add_param_group({"params": layer.parameters(), "lr": cfg.lr})
     order = torch.Generator().manual_seed(args.seed)
     curve, seconds, every = [], 0.0, max(1, args.steps // args.evals)
     for step in range(args.steps + 1):
         if step % every == 0 or step == args.steps:
             curve.append({"step": step, "seconds": round(seconds, 1),
-                          **evaluate(model, test, given, step < neutral_steps, lever)})
+                          **evaluate(model, test, given, step < neutral_steps, lever),
+                          **(layer_scores(model, layer, test) if layer is not None else {})})
             print(f"  step {step:4d}  {seconds:5.0f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
                                                                      if k not in ("step", "seconds")), flush=True)
         if step == args.steps:
@@ -330,14 +417,18 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         pixels = None if window is None else window.expand(len(idx), -1, -1, -1)
         if lever.get("head_loss"):
             pixels = (train["mask"][idx] > 0.5).float()
-        loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"],
-                                            unsup3d.noisy_view(cfg, parts["view"], order), image, sigma, cfg, pixels,
-                                            features=perceptual)
+        view = unsup3d.noisy_view(cfg, parts["view"], order)
+        if layer is not None:
+            background, opacity = layer(image)
+            loss = layered_loss(parts, opacity, background, view, image, sigma, cfg)
+        else:
+            loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, image, sigma,
+                                                cfg, pixels, features=perceptual)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seconds += time.perf_counter() - start
-    return curve, translation_profile(model, test, given, lever, perceptual)
+    return curve, translation_profile(model, test, given, lever, perceptual, layer)
 
 
 def swap_with_partners(model: unsup3d.Unsup3d, parts: dict[str, torch.Tensor], sigma: torch.Tensor,
@@ -432,6 +523,14 @@ def markdown(results: dict, whole_curves: bool = False, first_column: str = "giv
     lines.append(f"\nTrue yaw std {results['true_yaw_std']:.1f}°; {results['settings']}. Yaw signal: the "
                  "correlation over test faces of −∂(L1 + ½ flip L1)/∂yaw at the predicted view with the true "
                  "yaw (`yaw_signal`).")
+    layered = {name: curve[-1] for name, curve in results["variants"].items() if "opacity_head" in curve[-1]}
+    if layered:
+        lines += ["", "With the background layer (`BackgroundLayer`), on the test renders: the mean opacity carried "
+                  "into the view on the true head and on the true background, and the plain L1 of the layered "
+                  "reconstruction (the table's L1 columns score unsup3d's rendering alone):", "",
+                  "| model | opacity on the head | opacity on the background | layered L1 |", "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {p['opacity_head']:.2f} | {p['opacity_background']:.2f} | {p['layered_l1']:.4f} |"
+                  for name, p in layered.items()]
     if results.get("truth_signal"):
         groups = list(next(iter(results["truth_signal"].values())))
         lines += ["", "The yaw signal of the true depth, albedo and light, by the pixels the loss counts:", "",

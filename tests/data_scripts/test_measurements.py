@@ -386,3 +386,34 @@ def test_unsup3d_oracles_perceptual_lever_trains_its_feature_network_once_and_ad
     assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 1  # the perceptual term's network, cached
     profiles = json.loads((tmp_path / "unsup3d_oracles.json").read_text())["translation_profiles"]
     assert profiles["p"] != profiles["unsup3d, nothing given"]  # the objective scanned includes the term
+
+
+def test_unsup3d_oracles_background_layer_composites_a_static_background_behind_the_turning_head(tmp_path):
+    import torch
+    oracles = load_script("unsup3d_oracles")
+    cfg = oracles.unsup3d.Unsup3dConfig(resolution=16, width=4, zdim=8)
+    depth = torch.ones(2, 1, 16, 16)
+    parts = {"depth": depth, "albedo": torch.full((2, 3, 16, 16), 0.8),
+             "light": torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]).repeat(2, 1)}
+    background = torch.rand(2, 3, 16, 16)
+    view = torch.zeros(2, 6)
+    for opacity, expected in ((torch.ones(2, 1, 16, 16), parts["albedo"]), (torch.zeros(2, 1, 16, 16), background)):
+        recon, seen = oracles.layered_reconstruction(parts, opacity, background, view, cfg.fov)
+        assert torch.allclose(recon, expected, atol=1e-5) and torch.allclose(seen, opacity, atol=1e-5)
+    half = torch.zeros(2, 1, 16, 16)
+    half[..., :, 8:] = 1  # opaque on the right half of the canonical map: a turn carries it across the image
+    turned = view.clone()
+    turned[:, 0] = 0.3
+    assert not torch.allclose(oracles.layered_reconstruction(parts, half, background, turned, cfg.fov)[1], half)
+    layer = oracles.BackgroundLayer(cfg, grid=2)
+    bg, opacity = layer(torch.rand(3, 3, 16, 16))
+    assert bg.shape == (3, 3, 16, 16) and opacity.shape == (3, 1, 16, 16)
+    assert 0 <= bg.min() and bg.max() <= 1 and 0 < opacity.min() and opacity.max() < 1
+    with pytest.raises(SystemExit, match="background_layer="):
+        oracles.BackgroundLayer(cfg, grid=8)
+    small = ["--steps", "2", "--evals", "1", "--width", "4", "--train", "8", "--test", "8", "--batch", "4"]
+    assert oracles.main(small + ["--lever", "b:background_layer=2", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "unsup3d_oracles.json").read_text())
+    last = result["variants"]["b"][-1]
+    assert 0 <= last["opacity_background"] <= 1 and 0 <= last["opacity_head"] <= 1
+    assert result["translation_profiles"]["b"] != result["translation_profiles"]["unsup3d, nothing given"]
