@@ -35,7 +35,8 @@ its faces, their central `crop` pixels resized to the resolution (`centre_crop`:
 unsup3d's perceptual term with the book's features in place of VGG16 (`lam_perc`, its weight; the feature network of
 the cpu features row's width and steps trained on the training renders, `perceptual_features`), and a static
 background behind the head, which unsup3d does not have (`background_layer=G`: a G x G background from the image and
-a canonical opacity that turns with the head, `BackgroundLayer`; the loss on every pixel); with
+a canonical opacity that turns with the head, `BackgroundLayer`; the loss on every pixel; `opacity_prior` adds its
+weight x the mean transparency of the canonical opacity, unsup3d's surface being opaque everywhere); with
 `--resolution` the renders and the model are at that size. Every evaluation also gives the yaw signal
 (`yaw_signal`): how well the gradient of the objective with respect to each face's predicted yaw points to its true
 yaw; and each run scores it for the truth itself by pixel group (`truth_signal`), from the frontal view and from half
@@ -73,7 +74,8 @@ NETWORKS = ("depth", "albedo", "light", "view", "confidence")
 LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric": int, "depth_bump": float,
           "view_noise_deg": float, "view_noise_px": float, "canonical_scale": int,
           "loss_border": int, "fixed_sigma": int, "mutual": float, "twin_mutual": float,
-          "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float, "background_layer": int}
+          "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float, "background_layer": int,
+          "opacity_prior": float}
 CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual", "lam_perc")
 FEATURE_WIDTH, FEATURE_STEPS, FEATURE_BATCH = 16, 400, 64  # the perceptual term's network: the cpu features row
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
@@ -421,6 +423,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         if layer is not None:
             background, opacity = layer(image)
             loss = layered_loss(parts, opacity, background, view, image, sigma, cfg)
+            loss = loss + lever.get("opacity_prior", 0.0) * (1 - opacity).mean()
         else:
             loss, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view, image, sigma,
                                                 cfg, pixels, features=perceptual)
