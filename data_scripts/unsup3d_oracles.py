@@ -50,6 +50,10 @@ the true one.
         --out book/figures/curves/unsup3d_neutral_light             # the light held frontal for 300 / 600 steps
     python data_scripts/unsup3d_oracles.py --lever "view lr x10:lr_view=10" --lever "flip 2:lam_flip=2" \
         --out book/figures/curves/unsup3d_levers                    # levers of the training itself
+    python data_scripts/unsup3d_oracles.py --device cuda --resolution 64 --width 64 --batch 64 --train 8192 \
+        --given '' --steps 20000 --evals 20 --out $OUT/unsup3d_64px_unsup3d_size   # unsup3d's size, on a GPU
+
+The tables are saved after every evaluation, so a run stopped early keeps what it measured.
 
 Writes <out>/unsup3d_oracles.json and .md (default book/figures/curves/).
 """
@@ -59,10 +63,12 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from helpers import render
+from helpers.config import resolve_device
 from helpers.data.memory import InMemory
 from helpers.data.synthfaces import SynthFaces
 from helpers.models import features, unsup3d
@@ -89,6 +95,13 @@ FIT_VARIANTS = {FIT_ROW: "rendered",  # fit_views' `pixels`: which pixels its lo
                 f"the same fit, loss without the {FIT_WINDOW_PX} px along each edge": FIT_WINDOW_PX}
 LADDER = (("unsup3d, nothing given", ()), ("true depth", ("depth",)), ("true depth and albedo", ("depth", "albedo")),
           ("true depth and light", ("depth", "light")), ("true depth, albedo and light", PARTS))
+
+
+def clock() -> float:
+    """Seconds (time.perf_counter), after the GPU's queued work where there is one."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def true_parts(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -174,7 +187,7 @@ def perceptual_features(train: dict, args, crop: int = 0) -> unsup3d.PerceptualF
     spec.precision, spec.channels_last = "fp32", False
     spec.data_id = {"dataset": "synthfaces", "seed": 11, "length": args.train, "resolution": args.resolution,
                     "crop": crop}
-    return unsup3d.PerceptualFeatures(train_spec(spec, progress=False).nets["features"])
+    return unsup3d.PerceptualFeatures(train_spec(spec, device=train["image"].device, progress=False).nets["features"])
 
 
 class BackgroundLayer(torch.nn.Module):
@@ -348,7 +361,7 @@ def pixel_groups(test: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Masks [B, 1, R, R] of the renders' pixels: the head's interior, its silhouette (±1 px), the background, the
     3 px along the image's edges, and the rest."""
     head = (test["mask"] > 0.5).float()
-    ones = torch.ones(1, 1, 3, 3)
+    ones = torch.ones(1, 1, 3, 3, device=head.device)
     neighbours = torch.nn.functional.conv2d(head, ones, padding=1)
     silhouette = ((neighbours > 0) & (neighbours < 9)).float()
     edges = 1 - unsup3d.central_window(head.shape[-1], FIT_WINDOW_PX, head)
@@ -377,10 +390,11 @@ def evaluate(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], given: tuple
 
 
 def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, neutral_steps: int = 0,
-                       lever: dict | None = None) -> tuple[list[dict], list[list[float]]]:
+                       lever: dict | None = None, on_eval: Callable[[list[dict]], None] | None = None
+                       ) -> tuple[list[dict], list[list[float]]]:
     """unsup3d's training loop (no mutual reconstruction) on real renders, the light held neutral for the first
     `neutral_steps` steps, changed by `lever` (see LEVERS); returns the curve and the trained model's
-    translation_profile."""
+    translation_profile; `on_eval(curve)` after each evaluation (the script saves what it has)."""
     lever = lever or {}
     torch.manual_seed(args.seed)
     fields = {k: v for k, v in lever.items() if k in CONFIG_LEVERS}
@@ -388,14 +402,15 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         fields["mutual"] = lever["twin_mutual"]  # the mutual confidence network, fed the twin
     cfg = unsup3d.Unsup3dConfig(resolution=args.resolution, width=args.width, zdim=min(256, 4 * args.width),
                                 lr=args.lr, **fields)
-    model = unsup3d.Unsup3d(cfg)
+    device = train["image"].device
+    model = unsup3d.Unsup3d(cfg).to(device)
     optimizer = torch.optim.Adam([{"params": getattr(model, f"{n}_net").parameters(),
                                    "lr": cfg.lr * lever.get(f"lr_{n}", 1.0)} for n in NETWORKS]
                                  + ([{"params": model.mutual_confidence_net.parameters()}] if cfg.mutual else []))
     truth, n = true_parts(train), train["image"].shape[0]
     window = average_head(train) if lever.get("average_head_loss") else None
-    perceptual = perceptual_features(train, args, lever.get("crop", 0)) if cfg.lam_perc else None
-    layer = BackgroundLayer(cfg, lever["background_layer"]) if lever.get("background_layer") else None
+    perceptual = perceptual_features(train, args, lever.get("crop", 0)).to(device) if cfg.lam_perc else None
+    layer = BackgroundLayer(cfg, lever["background_layer"]).to(device) if lever.get("background_layer") else None
     if layer is not None:
         optimizer.add_param_group({"params": layer.parameters(), "lr": cfg.lr})
     order = torch.Generator().manual_seed(args.seed)
@@ -407,10 +422,12 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
                           **(layer_scores(model, layer, test) if layer is not None else {})})
             print(f"  step {step:4d}  {seconds:5.0f} s  " + "  ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
                                                                      if k not in ("step", "seconds")), flush=True)
+            if on_eval is not None:
+                on_eval(curve)
         if step == args.steps:
             break
-        start = time.perf_counter()
-        idx = torch.randint(0, n, (args.batch,), generator=order)
+        start = clock()
+        idx = torch.randint(0, n, (args.batch,), generator=order).to(device)
         image = train["image"][idx]
         parts = decompose(model, image, {k: v[idx] for k, v in truth.items()}, given, step < neutral_steps, lever)
         sigma = sigma_maps(model, image, lever)
@@ -430,7 +447,7 @@ def train_with_oracles(given: tuple[str, ...], train: dict, test: dict, args, ne
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seconds += time.perf_counter() - start
+        seconds += clock() - start
     return curve, translation_profile(model, test, given, lever, perceptual, layer)
 
 
@@ -446,7 +463,7 @@ def swap_with_partners(model: unsup3d.Unsup3d, parts: dict[str, torch.Tensor], s
         partner = model.decompose(partner_image)
     else:
         partner_image, partner = image.roll(1, 0), {k: parts[k].roll(1, 0) for k in ("depth", "albedo")}
-    swapped = torch.rand(image.shape[0], generator=generator) < model.cfg.mutual
+    swapped = (torch.rand(image.shape[0], generator=generator) < model.cfg.mutual).to(image.device)
     return unsup3d.mutual_swap(model, parts, sigma, image, partner, partner_image, swapped)
 
 
@@ -494,9 +511,9 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
     if pixels == "true view":
         with torch.no_grad():
             true_mask = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], test["view"], fov)["mask"]
-    view = torch.zeros(test["image"].shape[0], 6, requires_grad=True)
+    view = torch.zeros(test["image"].shape[0], 6, device=test["image"].device, requires_grad=True)
     optimizer = torch.optim.Adam([view], lr=lr)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         rec = unsup3d.reconstruct(truth["depth"], truth["albedo"], truth["light"], view, fov)
         mask = true_mask if pixels == "true view" else rec["mask"]
@@ -506,7 +523,7 @@ def fit_views(test: dict[str, torch.Tensor], steps: int = 200, lr: float = 0.01,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     with torch.no_grad():
         parts = {**truth, "view": view.detach()}
         return {"step": steps, "seconds": round(seconds, 1), **objective_terms(parts, test["image"], fov),
@@ -569,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=int, default=256, help="held-out renders")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto; the renders are drawn on the CPU and moved "
+                   "there (the numbers of another device differ from the CPU's in the last digits and beyond)")
     p.add_argument("--given", default=None, help="one variant only: comma-separated parts from the truth "
                    "(depth, albedo, light; '' for none), no per-image fit")
     p.add_argument("--neutral-light-steps", default="0", help="with --given: comma-separated step counts N, one run "
@@ -597,9 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
     if any(lever.get("twin_mutual") for _, lever in levers):
         train["twin_image"] = twin_images(args, train["view"])
+    device = resolve_device(args.device)
+    train, test = ({k: v.to(device) for k, v in batch.items()} for batch in (train, test))
     settings = (f"{args.resolution} px, width {args.width}, {args.steps} steps of {args.batch}, lr {args.lr}, "
                 f"{args.train} training / {args.test} test renders, seed {args.seed}, "
-                f"{torch.get_num_threads()} threads")
+                + (f"{torch.get_num_threads()} threads" if device.type == "cpu" else str(device)))
     results = {"variants": {}, "translation_profiles": {}, "settings": settings}
     ladder = LADDER
     if args.given is not None:
@@ -613,23 +634,31 @@ def main(argv: list[str] | None = None) -> int:
             for name, given in ladder for n in neutral] + [(name, ladder[0][1], 0, lever) for name, lever in levers]
     if args.given is None and not levers:
         results["variants"][TRUTH_ROW] = [truth_point(test)]
+    results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
+
+    def save() -> str:  # after every evaluation too: a run stopped early (a time limit) keeps what it measured
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
+        table = markdown(results, whole_curves=args.given is not None and not levers,
+                         first_column=f"{ladder[0][0]}, changed by" if levers else "given from the truth")
+        (args.out / "unsup3d_oracles.md").write_text(table)
+        return table
+
     for label, given, n, lever in runs:
         print(label, lever or "", flush=True)
         framed = [centre_crop(b, lever["crop"]) if (lever or {}).get("crop") else b for b in (train, test)]
+
+        def saved(curve: list[dict], label: str = label) -> None:
+            results["variants"][label] = curve
+            save()
         results["variants"][label], results["translation_profiles"][label] = train_with_oracles(
-            given, *framed, args, n, lever=lever)
+            given, *framed, args, n, lever=lever, on_eval=saved)
     if args.given is None and not levers:
         for name, pixels in FIT_VARIANTS.items():
             print(name, flush=True)
             results["variants"][name] = [fit_views(test, pixels=pixels)]
-    results["true_yaw_std"] = torch.rad2deg(test["view"][:, 0]).std().item()
     results["truth_signal"] = truth_signal(test)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "unsup3d_oracles.json").write_text(json.dumps(results, indent=1))
-    table = markdown(results, whole_curves=args.given is not None and not levers,
-                     first_column=f"{ladder[0][0]}, changed by" if levers else "given from the truth")
-    (args.out / "unsup3d_oracles.md").write_text(table)
-    print(table)
+    print(save())
     return 0
 
 

@@ -417,3 +417,19 @@ def test_unsup3d_oracles_background_layer_composites_a_static_background_behind_
     last = result["variants"]["b"][-1]
     assert 0 <= last["opacity_background"] <= 1 and 0 <= last["opacity_head"] <= 1
     assert result["translation_profiles"]["b"] != result["translation_profiles"]["unsup3d, nothing given"]
+
+
+def test_unsup3d_oracles_saves_after_every_evaluation_so_a_stopped_run_keeps_its_curve(tmp_path, monkeypatch):
+    oracles = load_script("unsup3d_oracles")
+
+    def stopped(test, fov=10.0):  # the last thing main does before its final save: a run cut short there
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(oracles, "truth_signal", stopped)
+    small = ["--steps", "2", "--evals", "2", "--width", "4", "--train", "8", "--test", "8", "--batch", "4",
+             "--given", "", "--device", "cpu", "--out", str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        oracles.main(small)
+    saved = json.loads((tmp_path / "unsup3d_oracles.json").read_text())
+    assert [point["step"] for point in saved["variants"]["unsup3d, nothing given"]] == [0, 1, 2]
+    assert "| unsup3d, nothing given | 2 |" in (tmp_path / "unsup3d_oracles.md").read_text()
