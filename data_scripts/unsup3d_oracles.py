@@ -50,7 +50,7 @@ the true one.
         --out book/figures/curves/unsup3d_neutral_light             # the light held frontal for 300 / 600 steps
     python data_scripts/unsup3d_oracles.py --lever "view lr x10:lr_view=10" --lever "flip 2:lam_flip=2" \
         --out book/figures/curves/unsup3d_levers                    # levers of the training itself
-    python data_scripts/unsup3d_oracles.py --device cuda --resolution 64 --width 64 --batch 64 --train 8192 \
+    python data_scripts/unsup3d_oracles.py --device cuda --threads 16 --resolution 64 --width 64 --batch 64 --train 8192 \
         --given '' --steps 20000 --evals 20 --out $OUT/unsup3d_64px_unsup3d_size   # unsup3d's size, on a GPU
 
 The tables are saved after every evaluation, so a run stopped early keeps what it measured.
