@@ -50,8 +50,8 @@ the true one.
         --out book/figures/curves/unsup3d_neutral_light             # the light held frontal for 300 / 600 steps
     python data_scripts/unsup3d_oracles.py --lever "view lr x10:lr_view=10" --lever "flip 2:lam_flip=2" \
         --out book/figures/curves/unsup3d_levers                    # levers of the training itself
-    python data_scripts/unsup3d_oracles.py --device cuda --threads 16 --resolution 64 --width 64 --batch 64 --train 8192 \
-        --given '' --steps 20000 --evals 20 --out $OUT/unsup3d_64px_unsup3d_size   # unsup3d's size, on a GPU
+    python data_scripts/unsup3d_oracles.py --device cuda --threads 16 --resolution 64 --width 64 --batch 64 \
+        --train 8192 --given '' --steps 20000 --evals 20 --out $OUT/unsup3d_64px_unsup3d_size   # on a GPU
 
 The tables are saved after every evaluation, so a run stopped early keeps what it measured.
 
@@ -548,7 +548,8 @@ def markdown(results: dict, whole_curves: bool = False, first_column: str = "giv
         lines += ["", "With the background layer (`BackgroundLayer`), on the test renders: the mean opacity carried "
                   "into the view on the true head and on the true background, and the plain L1 of the layered "
                   "reconstruction (the table's L1 columns score unsup3d's rendering alone):", "",
-                  "| model | opacity on the head | opacity on the background | layered L1 |", "| --- | --- | --- | --- |"]
+                  "| model | opacity on the head | opacity on the background | layered L1 |",
+                  "| --- | --- | --- | --- |"]
         lines += [f"| {name} | {p['opacity_head']:.2f} | {p['opacity_background']:.2f} | {p['layered_l1']:.4f} |"
                   for name, p in layered.items()]
     if results.get("truth_signal"):
