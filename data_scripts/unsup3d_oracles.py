@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -83,6 +84,7 @@ LEVERS = {**{f"lr_{n}": float for n in NETWORKS}, "lam_flip": float, "symmetric"
           "head_loss": int, "average_head_loss": int, "crop": int, "lam_perc": float, "background_layer": int,
           "opacity_prior": float}
 CONFIG_LEVERS = ("lam_flip", "view_noise_deg", "view_noise_px", "canonical_scale", "loss_border", "mutual", "lam_perc")
+TRAIN_SEED, TEST_SEED = 11, 12  # SynthFaces seeds of the training and held-out renders
 FEATURE_WIDTH, FEATURE_STEPS, FEATURE_BATCH = 16, 400, 64  # the perceptual term's network: the cpu features row
 NEUTRAL_LIGHT = torch.tensor([0.5] * 6 + [0.0, 0.0])  # the light network's output at 0: ambient, diffuse, frontal
 LINE_STEPS = tuple(i / 10 for i in range(11))  # line_to_truth's points
@@ -167,8 +169,8 @@ def twin_images(args, views: torch.Tensor) -> torch.Tensor:
 
 
 def training_faces(args) -> SynthFaces:
-    """The training renders' dataset (seed 11; the test renders use seed 12)."""
-    return SynthFaces(resolution=args.resolution, seed=11, length=args.train)
+    """The training renders' dataset (seed TRAIN_SEED; the test renders use TEST_SEED)."""
+    return SynthFaces(resolution=args.resolution, seed=TRAIN_SEED, length=args.train)
 
 
 def average_head(train: dict) -> torch.Tensor:
@@ -185,7 +187,7 @@ def perceptual_features(train: dict, args, crop: int = 0) -> unsup3d.PerceptualF
                                   steps=FEATURE_STEPS, batch_size=min(FEATURE_BATCH, len(train["image"])),
                                   seed=args.seed)
     spec.precision, spec.channels_last = "fp32", False
-    spec.data_id = {"dataset": "synthfaces", "seed": 11, "length": args.train, "resolution": args.resolution,
+    spec.data_id = {"dataset": "synthfaces", "seed": TRAIN_SEED, "length": args.train, "resolution": args.resolution,
                     "crop": crop}
     return unsup3d.PerceptualFeatures(train_spec(spec, device=train["image"].device, progress=False).nets["features"])
 
@@ -245,20 +247,16 @@ def layered_loss(parts: dict[str, torch.Tensor], opacity: torch.Tensor, backgrou
 def layer_scores(model: unsup3d.Unsup3d, layer: BackgroundLayer, test: dict[str, torch.Tensor]) -> dict[str, float]:
     """The layer on the test renders: the mean warped opacity on the true head and on the true background, the plain
     L1 of the layered reconstruction, and the yaw signal (`yaw_signal`'s correlation) of the layered objective (plain
-    L1 + ½ flip L1 on every pixel), which replaces that of unsup3d's rendering alone."""
+    L1 + lam_flip x flip L1 on every pixel: `layered_loss` with sigma = sqrt 2), which replaces that of unsup3d's
+    rendering alone."""
     parts = model.decompose(test["image"])
     background, opacity = layer(test["image"])
+    recon, seen = layered_reconstruction(parts, opacity, background, parts["view"], model.cfg.fov)
     view = parts["view"].clone().requires_grad_(True)
+    plain = torch.full_like(test["image"][:, :2], math.sqrt(2))  # sigma = sqrt(2): the confidence loss is plain L1
     with torch.enable_grad():
-        loss, recon = 0.0, None
-        for flip, weight in ((False, 1.0), (True, 0.5)):
-            turned = {**parts, **({k: parts[k].flip(3) for k in ("depth", "albedo")} if flip else {})}
-            image, seen_ = layered_reconstruction(turned, opacity.flip(3) if flip else opacity, background, view,
-                                                  model.cfg.fov)
-            if recon is None:
-                recon, seen = image.detach(), seen_.detach()
-            loss = loss + weight * (image - test["image"]).abs().mean(dim=(1, 2, 3)).sum()
-        grad, = torch.autograd.grad(loss, view)
+        grad, = torch.autograd.grad(layered_loss(parts, opacity, background, view, test["image"], plain, model.cfg),
+                                    view)
     head = (test["mask"] > 0.5).float()
     return {"opacity_head": ((seen * head).sum() / head.sum()).item(),
             "opacity_background": ((seen * (1 - head)).sum() / (1 - head).sum()).item(),
@@ -317,12 +315,12 @@ def translation_profile(model: unsup3d.Unsup3d, test: dict[str, torch.Tensor], g
     parts = decompose(model, test["image"], true_parts(test), given, lever=lever)
     sigma = sigma_maps(model, test["image"], lever)
     model.train()
+    background, opacity = layer(test["image"]) if layer is not None else (None, None)
     profile = []
     for shift in SHIFTS_PX:
         view = parts["view"].clone()
         view[:, 3] += shift * unsup3d.canonical_pixel(model.cfg)
         if layer is not None:
-            background, opacity = layer(test["image"])
             total = layered_loss(parts, opacity, background, view, test["image"], sigma, model.cfg)
         else:
             total, _, _ = unsup3d.symmetric_loss(parts["depth"], parts["albedo"], parts["light"], view,
@@ -614,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--neutral-light-steps: step counts >= 0, with --given and without the true light")
     torch.set_num_threads(args.threads)
     train = training_faces(args).batch(range(args.train))
-    test = SynthFaces(resolution=args.resolution, seed=12, length=args.test).batch(range(args.test))
+    test = SynthFaces(resolution=args.resolution, seed=TEST_SEED, length=args.test).batch(range(args.test))
     if any(lever.get("twin_mutual") for _, lever in levers):
         train["twin_image"] = twin_images(args, train["view"])
     device = resolve_device(args.device)

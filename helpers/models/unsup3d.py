@@ -381,15 +381,20 @@ class PerceptualFeatures(nn.Module):
         return self.layers(image * 2 - 1).float()
 
 
-def perceptual_loss(features: nn.Module, image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
-    """unsup3d's perceptual term (a Gaussian likelihood): mean over the mask, pooled to the features' resolution, of
-    (f(I) - f(I_hat))^2 / (2 sigma^2) + log sigma, sigma [B, 1, R, R] pooled the same way."""
-    both = features(torch.cat([image, target]))
-    f_image, f_target = both.chunk(2)
-    k = image.shape[-1] // both.shape[-1]
+def feature_likelihood(f_image: Tensor, f_target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
+    """unsup3d's perceptual term on features already computed (a Gaussian likelihood): mean over the mask [B, 1, R, R],
+    pooled to the features' resolution, of (f(I) - f(I_hat))^2 / (2 sigma^2) + log sigma, sigma pooled the same way."""
+    k = mask.shape[-1] // f_image.shape[-1]
     sigma, mask = F.avg_pool2d(sigma, k), F.avg_pool2d(mask, k).expand_as(f_image)
     loss = (f_image - f_target) ** 2 / (2 * sigma ** 2 + EPS) + (sigma + EPS).log()
     return (loss * mask).sum() / mask.sum().clamp_min(1)
+
+
+def perceptual_loss(features: nn.Module, image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
+    """unsup3d's perceptual term of one reconstruction `image` against `target` (`feature_likelihood` of their
+    `features`)."""
+    f_image, f_target = features(torch.cat([image, target])).chunk(2)
+    return feature_likelihood(f_image, f_target, mask, sigma)
 
 
 def central_window(size: int, border: int, like: Tensor) -> Tensor:
@@ -423,8 +428,9 @@ def symmetric_loss(depth: Tensor, albedo: Tensor, light: Tensor, view: Tensor, i
             raise ValueError(f"lam_perc={cfg.lam_perc}: the perceptual term needs `features` (PerceptualFeatures) and "
                              f"four sigma maps (got {sigma.shape[1]})")
         recon = both["image"] * both["mask"].detach()  # unsup3d: the reconstruction is 0 where nothing is rendered
-        perc = perceptual_loss(features, recon[:b], image, mask[:b], sigma[:, 2:3])
-        perc_flip = perceptual_loss(features, recon[b:], image, mask[b:], sigma[:, 3:4])
+        f = features(torch.cat([recon, image]))  # the input's features once for both terms
+        perc = feature_likelihood(f[:b], f[2 * b:], mask[:b], sigma[:, 2:3])
+        perc_flip = feature_likelihood(f[b:2 * b], f[2 * b:], mask[b:], sigma[:, 3:4])
         total = total + cfg.lam_perc * (perc + cfg.lam_flip * perc_flip)
     return total, l1, l1_flip
 
@@ -638,7 +644,7 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
     "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss",
-    "PerceptualFeatures", "perceptual_loss", "central_window", "symmetric_loss", "mutual_swap",
+    "PerceptualFeatures", "feature_likelihood", "perceptual_loss", "central_window", "symmetric_loss", "mutual_swap",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",
