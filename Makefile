@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-cache-dir -r requirements.txt
 	$(PY) -m pip install -e . --no-deps
 	touch $(STAMP)
 
