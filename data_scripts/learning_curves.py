@@ -390,6 +390,7 @@ def main(argv=None) -> int:
     if args.plot_only:
         print("figure:", plot(path, args.family))
         return 0
+    variants = [parse_variant(text) for text in args.variant]  # (name, row, model, extra): bad text fails early
     base = config.validate(profile=args.profile, seed=args.seed, out_dir=args.out)
     if args.base:  # the L2S fine-tunes an SAE of its own resolution and width: the base row reaches both
         _, row_changes, model_changes, _ = parse_variant("base:" + args.base)
@@ -418,15 +419,13 @@ def main(argv=None) -> int:
         decorrelated = dataclasses.replace(stylegan.book_config(base.profile.family("stylegan")), decorrelation=1.0)
         family.gan = book_models.train_model(base, "stylegan", gan_train, config=decorrelated)
         print(family.gan.summary)
-        variant_models = [parse_variant(text)[2] for text in args.variant]
-        if unsup3d.book_config(base.profile.family("unsup3d")).lam_perc or any(m.get("lam_perc") for m in
-                                                                               variant_models):
+        if unsup3d.book_config(base.profile.family("unsup3d")).lam_perc or any(
+                model.get("lam_perc") for _, _, model, _ in variants):
             print(family.with_feature_net(base))  # the perceptual term's network, at unsup3d's resolution
     data = json.loads(path.read_text()) if path.exists() else {"family": args.family, "variants": {}}
     data.update(threads=torch.get_num_threads(), torch=torch.__version__, profile=args.profile)
 
-    for text in args.variant:
-        name, row, model, extra = parse_variant(text)
+    for name, row, model, extra in variants:
         run = run_for(base, args.family, row)
         spec = book_models.book_spec(run, args.family, family.train, **family.options(run, model, extra))
         spec.evaluate = family.evaluate

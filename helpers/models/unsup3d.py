@@ -390,13 +390,6 @@ def feature_likelihood(f_image: Tensor, f_target: Tensor, mask: Tensor, sigma: T
     return (loss * mask).sum() / mask.sum().clamp_min(1)
 
 
-def perceptual_loss(features: nn.Module, image: Tensor, target: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
-    """unsup3d's perceptual term of one reconstruction `image` against `target` (`feature_likelihood` of their
-    `features`)."""
-    f_image, f_target = features(torch.cat([image, target])).chunk(2)
-    return feature_likelihood(f_image, f_target, mask, sigma)
-
-
 def central_window(size: int, border: int, like: Tensor) -> Tensor:
     """[1, 1, size, size]: 1 except on the `border` outermost pixels of every edge, where a turned view looks past
     the canonical maps' edge (their pixels leave the rendered mask, which the loss's gradient does not see)."""
@@ -588,10 +581,8 @@ def book_spec(row: Any, split: Mapping[str, Tensor], seed: int, generator: Any,
     cfg = config or book_config(row)
     if row.lr is not None:
         cfg = dataclasses.replace(cfg, lr=row.lr)
-    if cfg.lam_perc > 0 and features is None:
-        raise ValueError(f"lam_perc={cfg.lam_perc}: pass features= (a trained feature network) for the perceptual "
-                         "term, or set lam_perc=0")
-    perceptual = PerceptualFeatures(features.nets["features"]) if cfg.lam_perc > 0 else None
+    use_features = cfg.lam_perc > 0 and features is not None  # training_spec refuses lam_perc > 0 without them
+    perceptual = PerceptualFeatures(features.nets["features"]) if use_features else None
     generations = Generations(generator.nets["G"], cfg.resolution, accept[1] if accept else None)
     spec = training_spec(cfg, generations, steps=row.steps, batch_size=row.batch_size, seed=seed, features=perceptual)
     spec.config = {**spec.config, "generator": generator.path.name, "accept": accept[0] if accept else None,
@@ -644,7 +635,7 @@ def scores(model: Unsup3d, batch: Mapping[str, Tensor]) -> dict[str, Any]:
 __all__ = [
     "EPS", "Unsup3dConfig", "paper_config", "Encoder", "EncoderDecoder", "YawDirection", "Unsup3d",
     "canonical_image", "reconstruct", "canonical_pixel", "view_noise", "noisy_view", "photometric_loss",
-    "PerceptualFeatures", "feature_likelihood", "perceptual_loss", "central_window", "symmetric_loss", "mutual_swap",
+    "PerceptualFeatures", "feature_likelihood", "central_window", "symmetric_loss", "mutual_swap",
     "Generations", "losses", "training_spec",
     "EVALUATED_NETS",
     "book_config", "book_spec", "evaluation_mask", "evaluate",

@@ -264,17 +264,21 @@ class _MeanFeatures(torch.nn.Module):
         return torch.nn.functional.avg_pool2d(image, 4)
 
 
+def _perceptual(image, target, mask, sigma):
+    """The perceptual term of `image` against `target` on `_MeanFeatures`."""
+    return unsup3d.feature_likelihood(*_MeanFeatures()(torch.cat([image, target])).chunk(2), mask, sigma)
+
+
 def test_perceptual_loss_is_unsup3ds_gaussian_likelihood_on_pooled_mask_and_sigma():
     image, target = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
     sigma, mask = torch.full((1, 1, 8, 8), 2.0), torch.zeros(1, 1, 8, 8)
     mask[..., :4, :] = 1  # the top two blocks
-    value = unsup3d.perceptual_loss(_MeanFeatures(), image, target, mask, sigma)
+    value = _perceptual(image, target, mask, sigma)
     assert float(value) == pytest.approx(0.25 / (2 * 4) + math.log(2), rel=1e-5)
     mask[..., :4, :4] = 0.5  # a half-covered block weighs half
     target[..., :4, :4] = 1.5  # its difference 1.5: (1.5^2 x 0.5 + 0.5^2 x 1) / 1.5 / 8
     expected = (1.5 ** 2 * 0.5 + 0.25) / 1.5 / 8 + math.log(2)
-    assert float(unsup3d.perceptual_loss(_MeanFeatures(), image, target, mask, sigma)) == pytest.approx(expected,
-                                                                                                       rel=1e-5)
+    assert float(_perceptual(image, target, mask, sigma)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_perceptual_features_are_a_frozen_quarter_resolution_slice_of_the_feature_network():
@@ -299,8 +303,8 @@ def test_symmetric_loss_adds_the_perceptual_terms_with_their_weights_and_needs_f
     photometric, _, _ = unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma[:, :2], plain)
     rec = unsup3d.reconstruct(torch.cat([depth, depth.flip(3)]), torch.cat([albedo, albedo.flip(3)]),
                               light.repeat(2, 1), view.repeat(2, 1))
-    perc = [unsup3d.perceptual_loss(_MeanFeatures(), rec["image"][i * 2:i * 2 + 2] * rec["mask"][i * 2:i * 2 + 2],
-                                    image, rec["mask"][i * 2:i * 2 + 2], sigma[:, 2 + i:3 + i]) for i in (0, 1)]
+    perc = [_perceptual(rec["image"][i * 2:i * 2 + 2] * rec["mask"][i * 2:i * 2 + 2], image,
+                        rec["mask"][i * 2:i * 2 + 2], sigma[:, 2 + i:3 + i]) for i in (0, 1)]
     assert torch.allclose(total, photometric + 2.0 * (perc[0] + 0.25 * perc[1]))
     with pytest.raises(ValueError, match="lam_perc"):
         unsup3d.symmetric_loss(depth, albedo, light, view, image, sigma, cfg)
